@@ -1,0 +1,3 @@
+from marketplane.cli import main
+
+main()

@@ -1,0 +1,300 @@
+"""Access use cases: team, suppliers, clients, keys, and resolving a bearer key to a Principal."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Any
+
+from marketplane.access import store
+from marketplane.access.model import (
+    ApiKey,
+    Client,
+    ClientView,
+    KeyKind,
+    Operator,
+    Principal,
+    Role,
+    Side,
+    Supplier,
+    SupplierStatus,
+    hash_key,
+    key_matches,
+    mint_key,
+    next_supplier_status,
+    split_key,
+)
+from marketplane.db.engine import Database
+from marketplane.db.uow import UnitOfWork
+from marketplane.kernel.clock import utcnow
+from marketplane.kernel.errors import Conflict, Forbidden, NotFound, Unauthorized, field_error
+from marketplane.kernel.ids import has_prefix, new_id
+
+# --- team -----------------------------------------------------------------------------------
+
+
+async def create_operator(uow: UnitOfWork, *, name: str, email: str | None, role: Role) -> Operator:
+    operator = Operator(id=new_id("op"), name=name, email=email, role=role, created_at=utcnow())
+    await store.insert_operator(uow.conn, operator)
+    return operator
+
+
+async def bootstrap_owner(uow: UnitOfWork) -> tuple[Operator, str] | None:
+    """The first operator (an owner) and its key; None when the platform already has a team."""
+    if await store.count_operators(uow.conn):
+        return None
+    operator = await create_operator(uow, name="Owner", email=None, role=Role.OWNER)
+    _, token = await issue_key(uow, owner_type="operator", owner_id=operator.id, label="initial")
+    return operator, token
+
+
+async def get_operator(uow: UnitOfWork, *, operator_id: str) -> Operator:
+    operator = await store.get_operator(uow.conn, operator_id)
+    if operator is None:
+        raise NotFound(f"no operator {operator_id}", code="operator_not_found")
+    return operator
+
+
+async def list_operators(uow: UnitOfWork) -> list[Operator]:
+    return await store.list_operators(uow.conn)
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+_SIDE_OF_OWNER = {"operator": Side.ADMIN, "supplier": Side.SUPPLY, "client": Side.STORE}
+
+
+async def issue_key(
+    uow: UnitOfWork,
+    *,
+    owner_type: str,
+    owner_id: str,
+    kind: KeyKind = KeyKind.SECRET,
+    label: str | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key for an operator, supplier or client. The token is returned once, never stored."""
+    side = _SIDE_OF_OWNER[owner_type]
+    if kind is KeyKind.PUBLISHABLE and side is not Side.STORE:
+        raise field_error("kind", "not_allowed", "only clients have publishable keys")
+    token, lookup = mint_key(kind)
+    key = ApiKey(
+        id=new_id("key"),
+        side=side,
+        kind=kind,
+        owner_type=owner_type,
+        owner_id=owner_id,
+        label=label,
+        created_at=utcnow(),
+        revoked_at=None,
+        prefix=lookup[:6],
+    )
+    await store.insert_key(uow.conn, key, lookup=lookup, secret_hash=hash_key(token))
+    return key, token
+
+
+async def revoke_key(uow: UnitOfWork, *, key_id: str) -> ApiKey:
+    key = await store.get_key(uow.conn, key_id)
+    if key is None:
+        raise NotFound(f"no key {key_id}", code="key_not_found")
+    if key.revoked_at is None:
+        at = utcnow()
+        await store.revoke_key(uow.conn, key_id, at)
+        key = replace(key, revoked_at=at)
+    return key
+
+
+async def list_keys(uow: UnitOfWork, *, owner_id: str) -> list[ApiKey]:
+    return await store.list_keys(uow.conn, owner_id)
+
+
+# --- suppliers ------------------------------------------------------------------------------
+
+
+async def create_supplier(uow: UnitOfWork, *, name: str, email: str | None) -> Supplier:
+    now = utcnow()
+    supplier = Supplier(
+        id=new_id("sup"),
+        name=name,
+        email=email,
+        status=SupplierStatus.PENDING,
+        created_at=now,
+        updated_at=now,
+    )
+    await store.insert_supplier(uow.conn, supplier)
+    return supplier
+
+
+async def get_supplier(uow: UnitOfWork, *, supplier_id: str) -> Supplier:
+    supplier = await store.get_supplier(uow.conn, supplier_id)
+    if supplier is None:
+        raise NotFound(f"no supplier {supplier_id}", code="supplier_not_found")
+    return supplier
+
+
+async def list_suppliers(
+    uow: UnitOfWork, *, status: SupplierStatus | None, before: str | None, limit: int
+) -> list[Supplier]:
+    return await store.list_suppliers(
+        uow.conn, status=str(status) if status else None, before=before, limit=limit
+    )
+
+
+async def transition_supplier(
+    uow: UnitOfWork, *, supplier_id: str, action: str, actor: str, reason: str | None = None
+) -> Supplier:
+    """The one choke point for supplier status: validates, records history, then changes it."""
+    supplier = await store.get_supplier(uow.conn, supplier_id, for_update=True)
+    if supplier is None:
+        raise NotFound(f"no supplier {supplier_id}", code="supplier_not_found")
+    target = next_supplier_status(supplier.status, action)
+    at = utcnow()
+    changed = await store.set_supplier_status(
+        uow.conn,
+        supplier_id,
+        expected=supplier.status,
+        target=target,
+        at=at,
+        actor=actor,
+        reason=reason,
+    )
+    if not changed:
+        raise Conflict("the supplier changed meanwhile; try again", code="concurrent_update")
+    return replace(supplier, status=target, updated_at=at)
+
+
+async def supplier_history(uow: UnitOfWork, *, supplier_id: str) -> list[dict[str, object]]:
+    await get_supplier(uow, supplier_id=supplier_id)
+    return await store.supplier_history(uow.conn, supplier_id)
+
+
+# --- clients --------------------------------------------------------------------------------
+
+
+def _check_ids(field: str, values: list[str] | None, prefix: str) -> list[str] | None:
+    if values is None:
+        return None
+    for index, value in enumerate(values):
+        if not has_prefix(value, prefix):
+            raise field_error(f"{field}[{index}]", "invalid_id", f"{value!r} is not a {prefix}_ id")
+    return sorted(set(values))
+
+
+async def create_client(
+    uow: UnitOfWork,
+    *,
+    name: str,
+    markup_bps: int,
+    allowed_suppliers: list[str] | None,
+    allowed_categories: list[str] | None,
+) -> Client:
+    now = utcnow()
+    client = Client(
+        id=new_id("cli"),
+        name=name,
+        markup_bps=markup_bps,
+        allowed_suppliers=_check_ids("allowed_suppliers", allowed_suppliers, "sup"),
+        allowed_categories=_check_ids("allowed_categories", allowed_categories, "cat"),
+        created_at=now,
+        updated_at=now,
+    )
+    await store.insert_client(uow.conn, client)
+    return client
+
+
+async def get_client(uow: UnitOfWork, *, client_id: str) -> Client:
+    client = await store.get_client(uow.conn, client_id)
+    if client is None:
+        raise NotFound(f"no client {client_id}", code="client_not_found")
+    return client
+
+
+async def update_client(uow: UnitOfWork, *, client_id: str, changes: dict[str, Any]) -> Client:
+    client = await get_client(uow, client_id=client_id)
+    if "allowed_suppliers" in changes:
+        changes["allowed_suppliers"] = _check_ids(
+            "allowed_suppliers",
+            changes["allowed_suppliers"],
+            "sup",
+        )
+    if "allowed_categories" in changes:
+        changes["allowed_categories"] = _check_ids(
+            "allowed_categories",
+            changes["allowed_categories"],
+            "cat",
+        )
+    updated = replace(client, **changes, updated_at=utcnow())
+    await store.update_client(uow.conn, updated)
+    return updated
+
+
+async def list_clients(uow: UnitOfWork, *, before: str | None, limit: int) -> list[Client]:
+    return await store.list_clients(uow.conn, before=before, limit=limit)
+
+
+# --- authentication -------------------------------------------------------------------------
+
+
+class Authenticator:
+    """Resolves bearer keys to principals, trusting a verified key for a short, set time.
+
+    A revocation made in this process takes effect at once; one made by another process within
+    `ttl` seconds (MARKETPLANE_KEY_CACHE_SECONDS).
+    """
+
+    def __init__(self, db: Database, *, ttl: float, max_entries: int = 10_000) -> None:
+        self._db = db
+        self._ttl = ttl
+        self._max = max_entries
+        self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+    async def authenticate(self, token: str | None) -> Principal:
+        if not token:
+            raise Unauthorized("send `Authorization: Bearer <key>`", code="missing_key")
+        hashed = hash_key(token)
+        hit = self._cache.get(hashed)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        lookup = split_key(token)
+        if lookup is None:
+            raise Unauthorized("the key is not a marketplane key", code="invalid_key")
+        async with UnitOfWork(self._db, write=False) as uow:
+            row = await store.key_by_lookup(uow.conn, lookup)
+        if row is None or not key_matches(token, row.secret_hash):
+            raise Unauthorized("the key is not valid", code="invalid_key")
+        if row.revoked_at is not None:
+            raise Unauthorized("the key was revoked", code="revoked_key")
+        principal = Principal(
+            key_id=row.id,
+            side=Side(row.side),
+            kind=KeyKind(row.kind),
+            owner_id=row.owner_id,
+            role=Role(row.role) if row.role else None,
+            client=ClientView(
+                client_id=row.owner_id,
+                markup_bps=row.markup_bps,
+                allowed_suppliers=None
+                if row.allowed_suppliers is None
+                else frozenset(row.allowed_suppliers),
+                allowed_categories=None
+                if row.allowed_categories is None
+                else frozenset(row.allowed_categories),
+            )
+            if row.owner_type == "client"
+            else None,
+        )
+        self._cache[hashed] = (now, principal)
+        if len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return principal
+
+
+def require_side(principal: Principal, side: Side) -> None:
+    if principal.side is not side:
+        raise Forbidden(
+            f"this key is for the {principal.side} API, not the {side} API", code="wrong_side"
+        )

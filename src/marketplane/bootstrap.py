@@ -1,0 +1,39 @@
+"""Wiring: settings → database → services. Nothing here runs at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from marketplane.access.service import Authenticator
+from marketplane.db import migrate
+from marketplane.db.engine import Database, connect
+from marketplane.db.uow import UnitOfWork
+from marketplane.settings import Settings
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    db: Database
+    auth: Authenticator
+
+    def uow(self, *, write: bool = True) -> UnitOfWork:
+        return UnitOfWork(self.db, write=write)
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+def build(settings: Settings) -> Platform:
+    db = connect(settings.database_url, pool_size=settings.pg_pool_size)
+    return Platform(
+        settings=settings,
+        db=db,
+        auth=Authenticator(db, ttl=settings.key_cache_seconds),
+    )
+
+
+async def migrated(settings: Settings) -> Platform:
+    platform = build(settings)
+    await migrate.upgrade(platform.db)
+    return platform

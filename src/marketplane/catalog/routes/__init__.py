@@ -1,0 +1,1 @@
+"""Catalog routes, one module per side: admin, supply, store."""

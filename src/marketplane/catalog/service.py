@@ -1,0 +1,476 @@
+"""Catalog use cases: categories, offer upserts, the supplier's and the store's views."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import fastjsonschema
+import sqlalchemy as sa
+
+from marketplane import currency
+from marketplane.access.model import ClientView
+from marketplane.catalog import store
+from marketplane.catalog.model import (
+    STORE_FIELDS,
+    Category,
+    Offer,
+    OfferDraft,
+    OfferStatus,
+    SchemaCheck,
+    SearchRequest,
+    ValidOffer,
+    attribute_rows,
+    validate_offer,
+)
+from marketplane.catalog.search import TextMatch, plan, visible_to
+from marketplane.db.uow import UnitOfWork
+from marketplane.kernel.clock import rfc3339, utcnow
+from marketplane.kernel.errors import Conflict, FieldError, NotFound, ValidationFailed, field_error
+from marketplane.kernel.ids import new_id
+from marketplane.kernel.money import apply_markup
+from marketplane.kernel.pagination import Cursor, decode_cursor, encode_cursor, fingerprint
+
+# --- categories -----------------------------------------------------------------------------
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
+_validators: dict[tuple[str, int], Any] = {}
+
+
+def _prepare_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    if schema.get("type") != "object" or not isinstance(schema.get("properties", {}), dict):
+        raise field_error(
+            "attribute_schema", "invalid_schema", 'must be {"type": "object", "properties": {…}}'
+        )
+    # Attributes a category does not declare are refused unless its schema says otherwise.
+    prepared = {"additionalProperties": False, **schema}
+    try:
+        fastjsonschema.compile(prepared)
+    except (fastjsonschema.JsonSchemaDefinitionException, ValueError, TypeError) as exc:
+        raise field_error("attribute_schema", "invalid_schema", str(exc)) from exc
+    return prepared
+
+
+def schema_check(category: Category) -> SchemaCheck:
+    """A compiled validator for the category's attribute schema (compiled once per version)."""
+    cache_key = (category.id, category.schema_version)
+    validate = _validators.get(cache_key)
+    if validate is None:
+        validate = fastjsonschema.compile(category.attribute_schema)
+        _validators[cache_key] = validate
+
+    def check(attributes: dict[str, Any]) -> list[FieldError]:
+        try:
+            validate(attributes)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            path = ".".join(str(p) for p in exc.path[1:])
+            where = f"attributes.{path}" if path else "attributes"
+            return [FieldError(where, f"schema_{exc.rule or 'violation'}", exc.message)]
+        return []
+
+    return check
+
+
+async def create_category(
+    uow: UnitOfWork, *, slug: str, name: str, attribute_schema: dict[str, Any]
+) -> Category:
+    if not SLUG.match(slug):
+        raise field_error("slug", "invalid_slug", "lowercase letters, digits and -, up to 80")
+    if await store.slug_taken(uow.conn, slug):
+        raise Conflict(f"a category {slug!r} exists", code="slug_taken")
+    now = utcnow()
+    category = Category(
+        id=new_id("cat"),
+        slug=slug,
+        name=name,
+        attribute_schema=_prepare_schema(attribute_schema),
+        schema_version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    await store.insert_category(uow.conn, category)
+    return category
+
+
+async def get_category(uow: UnitOfWork, *, ref: str) -> Category:
+    category = await store.category_by_id_or_slug(uow.conn, ref)
+    if category is None:
+        raise NotFound(f"no category {ref}", code="category_not_found")
+    return category
+
+
+async def update_category(
+    uow: UnitOfWork,
+    *,
+    ref: str,
+    name: str | None = None,
+    attribute_schema: dict[str, Any] | None = None,
+) -> Category:
+    """Offers are checked against the schema when written; a new schema applies from then on."""
+    category = await get_category(uow, ref=ref)
+    if name is not None:
+        category = replace(category, name=name)
+    if attribute_schema is not None:
+        category = replace(
+            category,
+            attribute_schema=_prepare_schema(attribute_schema),
+            schema_version=category.schema_version + 1,
+        )
+    category = replace(category, updated_at=utcnow())
+    await store.update_category(uow.conn, category)
+    return category
+
+
+async def list_categories(uow: UnitOfWork, *, view: ClientView | None = None) -> list[Category]:
+    found = await store.list_categories(uow.conn)
+    if view is not None and view.allowed_categories is not None:
+        found = [c for c in found if c.id in view.allowed_categories]
+    return found
+
+
+# --- supplier listing -----------------------------------------------------------------------
+
+
+async def apply_supplier_status(uow: UnitOfWork, *, supplier_id: str, status: str) -> None:
+    """Only an active supplier's offers are listed to clients; pending ones are a sandbox."""
+    await store.set_listed(uow.conn, supplier_id, status == "active")
+
+
+# --- offer upserts --------------------------------------------------------------------------
+
+
+@dataclass
+class ItemResult:
+    index: int
+    sku: str
+    outcome: str  # created | updated | unchanged | failed
+    offer_id: str | None = None
+    version: int | None = None
+    errors: list[FieldError] = field(default_factory=list)
+
+
+async def upsert_offers(
+    uow: UnitOfWork, *, supplier_id: str, drafts: Sequence[OfferDraft], source: str = "api"
+) -> list[ItemResult]:
+    """Validate each draft, then write the valid ones together. A bad item never half-writes."""
+    refs = {d.category for d in drafts}
+    found = await store.categories_by_refs(uow.conn, refs)
+    by_ref = {c.id: c for c in found} | {c.slug: c for c in found}
+    results: list[ItemResult] = []
+    valid: dict[str, tuple[int, ValidOffer]] = {}
+    for index, draft in enumerate(drafts):
+        category = by_ref.get(draft.category)
+        outcome = validate_offer(
+            draft,
+            category=category,
+            precision=currency.precision(draft.price_currency),
+            check_attributes=schema_check(category) if category else lambda _: [],
+        )
+        result = ItemResult(index=index, sku=draft.sku, outcome="failed")
+        results.append(result)
+        if isinstance(outcome, list):
+            result.errors = outcome
+            continue
+        earlier = valid.get(draft.sku)
+        if earlier is not None:
+            results[earlier[0]].outcome = "failed"
+            results[earlier[0]].errors = [
+                FieldError("sku", "duplicate_sku", f"sku repeated at item {index}; the last wins")
+            ]
+        valid[draft.sku] = (index, outcome)
+    if valid:
+        await _write(uow, supplier_id, valid, results, source)
+    return results
+
+
+async def _write(
+    uow: UnitOfWork,
+    supplier_id: str,
+    valid: dict[str, tuple[int, ValidOffer]],
+    results: list[ItemResult],
+    source: str,
+) -> None:
+    conn = uow.conn
+    now = utcnow()
+    existing = await store.existing_offers(conn, supplier_id, list(valid))
+    product_ids = await _products_for(uow, [offer for _, offer in valid.values()], now)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    reindex: list[tuple[str, ValidOffer, int | None]] = []
+    for sku, (index, offer) in valid.items():
+        result = results[index]
+        row = existing.get(sku)
+        values = {
+            "category_id": offer.category_id,
+            "title": offer.title,
+            "description": offer.description,
+            "attributes": offer.attributes,
+            "price_amount": offer.price_amount,
+            "currency": offer.currency,
+            "quantity": offer.quantity,
+            "status": str(offer.status),
+            "gtin": offer.gtin,
+            "product_id": product_ids.get(offer.gtin) if offer.gtin else None,
+            "source": source,
+            "content_hash": offer.content_hash,
+            "search_title": offer.search_title,
+            "search_body": offer.search_body,
+            "updated_at": now,
+        }
+        if row is None:
+            offer_id = new_id("off")
+            inserts.append(
+                {
+                    **values,
+                    "id": offer_id,
+                    "supplier_id": supplier_id,
+                    "sku": sku,
+                    "version": 1,
+                    "created_at": now,
+                }
+            )
+            result.outcome, result.offer_id, result.version = "created", offer_id, 1
+            reindex.append((offer_id, offer, None))
+        elif row.content_hash == offer.content_hash:
+            result.outcome, result.offer_id, result.version = "unchanged", row.id, row.version
+        else:
+            updates.append({**values, "b_pk": row.pk, "version": row.version + 1})
+            result.outcome, result.offer_id, result.version = "updated", row.id, row.version + 1
+            if row.attributes != offer.attributes:
+                reindex.append((row.id, offer, row.pk))
+    pks = await store.insert_offers(conn, inserts)
+    await store.update_offers(conn, updates)
+    attr_rows: list[dict[str, Any]] = []
+    stale: list[int] = []
+    for offer_id, offer, old_pk in reindex:
+        pk = old_pk if old_pk is not None else pks[offer_id]
+        if old_pk is not None:
+            stale.append(old_pk)
+        attr_rows.extend(
+            {"offer_pk": pk, "name": name, "str_value": text, "num_value": number}
+            for name, text, number in attribute_rows(offer.attributes)
+        )
+    await store.replace_attributes(conn, stale, attr_rows)
+
+
+async def _products_for(uow: UnitOfWork, offers: list[ValidOffer], now: Any) -> dict[str, str]:
+    gtins = sorted({o.gtin for o in offers if o.gtin})
+    known = await store.products_by_gtin(uow.conn, gtins)
+    fresh: dict[str, dict[str, Any]] = {}
+    for offer in offers:
+        if offer.gtin and offer.gtin not in known and offer.gtin not in fresh:
+            fresh[offer.gtin] = {
+                "id": new_id("prd"),
+                "gtin": offer.gtin,
+                "title": offer.title,
+                "category_id": offer.category_id,
+                "created_at": now,
+            }
+    if fresh:
+        if uow.dialect == "postgresql":
+            # Another transaction may create the same product: let the first one win.
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            await uow.conn.execute(
+                pg_insert(store.products).on_conflict_do_nothing(index_elements=["gtin"]),
+                list(fresh.values()),
+            )
+            known = await store.products_by_gtin(uow.conn, gtins)
+        else:
+            await store.insert_products(uow.conn, list(fresh.values()))
+            known |= {g: row["id"] for g, row in fresh.items()}
+    return known
+
+
+async def delete_offer(uow: UnitOfWork, *, supplier_id: str, sku: str) -> Offer:
+    offer = await store.offer_by_sku(uow.conn, supplier_id, sku)
+    if offer is None or offer.status is OfferStatus.DELETED:
+        raise NotFound(f"no offer with sku {sku!r}", code="offer_not_found")
+    now = utcnow()
+    await store.mark_deleted(uow.conn, offer.pk, version=offer.version + 1, at=now)
+    return replace(offer, status=OfferStatus.DELETED, version=offer.version + 1, updated_at=now)
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+async def own_offer(uow: UnitOfWork, *, supplier_id: str, sku: str) -> Offer:
+    offer = await store.offer_by_sku(uow.conn, supplier_id, sku)
+    if offer is None or offer.status is OfferStatus.DELETED:
+        raise NotFound(f"no offer with sku {sku!r}", code="offer_not_found")
+    return offer
+
+
+async def any_offer(uow: UnitOfWork, *, offer_id: str) -> Offer:
+    offer = await store.offer_by_id(uow.conn, offer_id)
+    if offer is None:
+        raise NotFound(f"no offer {offer_id}", code="offer_not_found")
+    return offer
+
+
+async def list_offers(
+    uow: UnitOfWork,
+    *,
+    supplier_id: str | None,
+    category: str | None = None,
+    status: OfferStatus | None = None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Offer], str | None]:
+    """Offers newest first, for a supplier (its own) or an operator (any)."""
+    params = {"sup": supplier_id, "cat": category, "st": str(status) if status else None}
+    fp = fingerprint(params)
+    before = None
+    if cursor:
+        before = int(
+            decode_cursor(cursor, expected_sort="pk", expected_fingerprint=fp, arity=1).key[0]
+        )
+    category_id = None
+    if category:
+        category_id = (await get_category(uow, ref=category)).id
+    found = await store.list_offers(
+        uow.conn,
+        supplier_id=supplier_id,
+        category_id=category_id,
+        status=str(status) if status else None,
+        before_pk=before,
+        limit=limit + 1,
+    )
+    next_cursor = None
+    if len(found) > limit:
+        found = found[:limit]
+        next_cursor = encode_cursor(Cursor("pk", (found[-1].pk,), fp))
+    return found, next_cursor
+
+
+def present_store_offer(
+    row: Any, markup_bps: int, fields: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """An offer as a client sees it: its price marked up, nothing supplier-private."""
+    full = {
+        "id": row.id,
+        "title": row.title,
+        "description": row.description,
+        "category": row.category_id,
+        "supplier": row.supplier_id,
+        "attributes": row.attributes,
+        "price": {"amount": apply_markup(row.price_amount, markup_bps), "currency": row.currency},
+        "quantity": row.quantity,
+        "gtin": row.gtin,
+        "product": row.product_id,
+        "version": row.version,
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
+    }
+    if fields is None or len(fields) == len(STORE_FIELDS):
+        return full
+    return {name: full[name] for name in fields}
+
+
+async def search_offers(
+    uow: UnitOfWork, *, view: ClientView | None, request: SearchRequest
+) -> dict[str, Any]:
+    """One page of the store's offers, with facets when asked for."""
+    params = request.fingerprint_params()
+    fp = fingerprint(params)
+    text = TextMatch(uow.dialect)
+    probe = plan(request, text=text, view=view, after=None)
+    after = None
+    if request.cursor:
+        after = decode_cursor(
+            request.cursor,
+            expected_sort=str(request.sort),
+            expected_fingerprint=fp,
+            arity=len(probe.key_columns),
+        ).key
+    statement = plan(request, text=text, view=view, after=after).page if after else probe.page
+    rows = (await uow.conn.execute(statement)).all()
+    has_more = len(rows) > request.limit
+    rows = rows[: request.limit]
+    markup = view.markup_bps if view else 0
+    page: dict[str, Any] = {
+        "data": [present_store_offer(r, markup, request.fields) for r in rows],
+        "has_more": has_more,
+        "next_cursor": encode_cursor(
+            Cursor(str(request.sort), tuple(getattr(rows[-1], k) for k in probe.key_columns), fp)
+        )
+        if has_more
+        else None,
+    }
+    if request.facets:
+        page["facets"] = {
+            name: [
+                {"value": r.value, "count": r.count} for r in (await uow.conn.execute(query)).all()
+            ]
+            for name, query in probe.facets.items()
+        }
+    return page
+
+
+async def store_offer(uow: UnitOfWork, *, view: ClientView | None, offer_id: str) -> Any:
+    query = sa.select(*store.OFFER_COLUMNS).where(store.offers.c.id == offer_id, *visible_to(view))
+    row = (await uow.conn.execute(query)).first()
+    if row is None:
+        raise NotFound(f"no offer {offer_id}", code="offer_not_found")
+    return row
+
+
+async def store_product(
+    uow: UnitOfWork, *, view: ClientView | None, product_id: str
+) -> dict[str, Any]:
+    """A product with the offers this client may see, cheapest first (the first is the buy box)."""
+    product = await store.get_product(uow.conn, product_id)
+    if product is None:
+        raise NotFound(f"no product {product_id}", code="product_not_found")
+    query = (
+        sa.select(*store.OFFER_COLUMNS)
+        .where(store.offers.c.product_id == product_id, *visible_to(view))
+        .order_by(store.offers.c.price_amount, store.offers.c.pk)
+        .limit(100)
+    )
+    rows = (await uow.conn.execute(query)).all()
+    if not rows:
+        raise NotFound(f"no product {product_id}", code="product_not_found")
+    markup = view.markup_bps if view else 0
+    offers = [present_store_offer(r, markup) for r in rows]
+    return {
+        "id": product.id,
+        "gtin": product.gtin,
+        "title": product.title,
+        "category": product.category_id,
+        "buy_box": offers[0],
+        "offers": offers,
+        "offer_count": len(offers),
+    }
+
+
+def raise_if_failed(results: list[ItemResult]) -> None:
+    """For single-offer writes: the item's errors become the request's error."""
+    if results and results[0].outcome == "failed":
+        raise ValidationFailed("the offer is not valid", errors=results[0].errors)
+
+
+def present_offer(offer: Offer, *, with_supplier: bool = False) -> dict[str, Any]:
+    """An offer as its supplier (or an operator) sees it: its own price, status and source."""
+    view = {
+        "id": offer.id,
+        "sku": offer.sku,
+        "category": offer.category_id,
+        "title": offer.title,
+        "description": offer.description,
+        "attributes": offer.attributes,
+        "price": {"amount": offer.price_amount, "currency": offer.currency},
+        "quantity": offer.quantity,
+        "status": str(offer.status),
+        "gtin": offer.gtin,
+        "product": offer.product_id,
+        "source": offer.source,
+        "version": offer.version,
+        "created_at": rfc3339(offer.created_at),
+        "updated_at": rfc3339(offer.updated_at),
+    }
+    if with_supplier:
+        view["supplier"] = offer.supplier_id
+    return view

@@ -1,0 +1,345 @@
+"""Catalog tables and their SQL (Core: this is the hot path)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from marketplane.catalog.model import Category, Offer, OfferStatus
+from marketplane.db.metadata import metadata
+from marketplane.db.types import BigPk, Json, UtcDateTime
+
+Id = sa.String(40)
+
+categories = sa.Table(
+    "categories",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("slug", sa.String(80), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("attribute_schema", Json, nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+supplier_listing = sa.Table(
+    "supplier_listing",
+    metadata,
+    sa.Column("supplier_id", Id, primary_key=True),
+    sa.Column("listed", sa.Boolean, nullable=False),
+)
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("gtin", sa.String(14), nullable=False, unique=True),
+    sa.Column("title", sa.String(500), nullable=False),
+    sa.Column("category_id", Id, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+offers = sa.Table(
+    "offers",
+    metadata,
+    sa.Column("pk", BigPk, primary_key=True, autoincrement=True),
+    sa.Column("id", Id, nullable=False, unique=True),
+    sa.Column("supplier_id", Id, nullable=False),
+    sa.Column("sku", sa.String(200), nullable=False),
+    sa.Column("category_id", Id, nullable=False),
+    sa.Column("title", sa.String(500), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("attributes", Json, nullable=False),
+    sa.Column("price_amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("gtin", sa.String(14)),
+    sa.Column("product_id", Id),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("content_hash", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("search_title", sa.Text, nullable=False),
+    sa.Column("search_body", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+offer_attrs = sa.Table(
+    "offer_attrs",
+    metadata,
+    sa.Column("offer_pk", BigPk, primary_key=True),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("str_value", sa.String(200), primary_key=True),
+    sa.Column("num_value", sa.Float),
+)
+
+OFFER_COLUMNS = (
+    offers.c.pk,
+    offers.c.id,
+    offers.c.supplier_id,
+    offers.c.sku,
+    offers.c.category_id,
+    offers.c.title,
+    offers.c.description,
+    offers.c.attributes,
+    offers.c.price_amount,
+    offers.c.currency,
+    offers.c.quantity,
+    offers.c.status,
+    offers.c.gtin,
+    offers.c.product_id,
+    offers.c.source,
+    offers.c.version,
+    offers.c.created_at,
+    offers.c.updated_at,
+)
+
+
+def offer_from_row(row: Any) -> Offer:
+    return Offer(
+        pk=row.pk,
+        id=row.id,
+        supplier_id=row.supplier_id,
+        sku=row.sku,
+        category_id=row.category_id,
+        title=row.title,
+        description=row.description,
+        attributes=row.attributes,
+        price_amount=row.price_amount,
+        currency=row.currency,
+        quantity=row.quantity,
+        status=OfferStatus(row.status),
+        gtin=row.gtin,
+        product_id=row.product_id,
+        source=row.source,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _category(row: Any) -> Category:
+    return Category(
+        id=row.id,
+        slug=row.slug,
+        name=row.name,
+        attribute_schema=row.attribute_schema,
+        schema_version=row.schema_version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+# --- categories -----------------------------------------------------------------------------
+
+
+async def insert_category(conn: AsyncConnection, category: Category) -> None:
+    await conn.execute(
+        categories.insert().values(
+            id=category.id,
+            slug=category.slug,
+            name=category.name,
+            attribute_schema=category.attribute_schema,
+            schema_version=category.schema_version,
+            created_at=category.created_at,
+            updated_at=category.updated_at,
+        )
+    )
+
+
+async def update_category(conn: AsyncConnection, category: Category) -> None:
+    await conn.execute(
+        categories.update()
+        .where(categories.c.id == category.id)
+        .values(
+            name=category.name,
+            attribute_schema=category.attribute_schema,
+            schema_version=category.schema_version,
+            updated_at=category.updated_at,
+        )
+    )
+
+
+async def category_by_id_or_slug(conn: AsyncConnection, ref: str) -> Category | None:
+    column = categories.c.id if ref.startswith("cat_") else categories.c.slug
+    row = (await conn.execute(categories.select().where(column == ref))).first()
+    return _category(row) if row else None
+
+
+async def slug_taken(conn: AsyncConnection, slug: str) -> bool:
+    query = sa.select(categories.c.id).where(categories.c.slug == slug)
+    return (await conn.execute(query)).first() is not None
+
+
+async def list_categories(conn: AsyncConnection) -> list[Category]:
+    return [_category(r) for r in await conn.execute(categories.select().order_by(categories.c.id))]
+
+
+async def categories_by_refs(conn: AsyncConnection, refs: Iterable[str]) -> list[Category]:
+    refs = list(refs)
+    query = categories.select().where(
+        sa.or_(categories.c.id.in_(refs), categories.c.slug.in_(refs))
+    )
+    return [_category(r) for r in await conn.execute(query)]
+
+
+# --- supplier listing -----------------------------------------------------------------------
+
+
+async def set_listed(conn: AsyncConnection, supplier_id: str, listed: bool) -> None:
+    updated = await conn.execute(
+        supplier_listing.update()
+        .where(supplier_listing.c.supplier_id == supplier_id)
+        .values(listed=listed)
+    )
+    if updated.rowcount == 0:
+        await conn.execute(supplier_listing.insert().values(supplier_id=supplier_id, listed=listed))
+
+
+# --- products -------------------------------------------------------------------------------
+
+
+async def products_by_gtin(conn: AsyncConnection, gtins: Sequence[str]) -> dict[str, str]:
+    if not gtins:
+        return {}
+    rows = await conn.execute(
+        sa.select(products.c.gtin, products.c.id).where(products.c.gtin.in_(list(gtins)))
+    )
+    return {r.gtin: r.id for r in rows}
+
+
+async def insert_products(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(products.insert(), rows)
+
+
+async def get_product(conn: AsyncConnection, product_id: str) -> Any:
+    return (await conn.execute(products.select().where(products.c.id == product_id))).first()
+
+
+# --- offers ---------------------------------------------------------------------------------
+
+
+async def existing_offers(
+    conn: AsyncConnection, supplier_id: str, skus: Sequence[str]
+) -> dict[str, Any]:
+    rows = await conn.execute(
+        sa.select(
+            offers.c.pk,
+            offers.c.id,
+            offers.c.sku,
+            offers.c.content_hash,
+            offers.c.version,
+            offers.c.attributes,
+            offers.c.created_at,
+            offers.c.product_id,
+        ).where(offers.c.supplier_id == supplier_id, offers.c.sku.in_(list(skus)))
+    )
+    return {r.sku: r for r in rows}
+
+
+async def insert_offers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert offers; returns their primary keys by id."""
+    if not rows:
+        return {}
+    result = await conn.execute(
+        offers.insert().returning(offers.c.id, offers.c.pk, sort_by_parameter_order=True), rows
+    )
+    return {r.id: r.pk for r in result}
+
+
+_UPDATE = (
+    offers.update()
+    .where(offers.c.pk == sa.bindparam("b_pk"))
+    .values(
+        {
+            name: sa.bindparam(name)
+            for name in (
+                "category_id",
+                "title",
+                "description",
+                "attributes",
+                "price_amount",
+                "currency",
+                "quantity",
+                "status",
+                "gtin",
+                "product_id",
+                "source",
+                "content_hash",
+                "version",
+                "search_title",
+                "search_body",
+                "updated_at",
+            )
+        }
+    )
+)
+
+
+async def update_offers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(_UPDATE, rows)
+
+
+async def replace_attributes(
+    conn: AsyncConnection, offer_pks: Sequence[int], rows: list[dict[str, Any]]
+) -> None:
+    if offer_pks:
+        await conn.execute(offer_attrs.delete().where(offer_attrs.c.offer_pk.in_(list(offer_pks))))
+    if rows:
+        await conn.execute(offer_attrs.insert(), rows)
+
+
+async def offer_by_sku(conn: AsyncConnection, supplier_id: str, sku: str) -> Offer | None:
+    row = (
+        await conn.execute(
+            sa.select(*OFFER_COLUMNS).where(
+                offers.c.supplier_id == supplier_id, offers.c.sku == sku
+            )
+        )
+    ).first()
+    return offer_from_row(row) if row else None
+
+
+async def offer_by_id(conn: AsyncConnection, offer_id: str) -> Offer | None:
+    row = (await conn.execute(sa.select(*OFFER_COLUMNS).where(offers.c.id == offer_id))).first()
+    return offer_from_row(row) if row else None
+
+
+async def mark_deleted(conn: AsyncConnection, offer_pk: int, *, version: int, at: datetime) -> None:
+    await conn.execute(
+        offers.update()
+        .where(offers.c.pk == offer_pk)
+        .values(
+            status=str(OfferStatus.DELETED),
+            version=version,
+            updated_at=at,
+            content_hash="deleted",
+        )
+    )
+
+
+async def list_offers(
+    conn: AsyncConnection,
+    *,
+    supplier_id: str | None,
+    category_id: str | None,
+    status: str | None,
+    before_pk: int | None,
+    limit: int,
+) -> list[Offer]:
+    query = sa.select(*OFFER_COLUMNS).order_by(offers.c.pk.desc()).limit(limit)
+    if supplier_id:
+        query = query.where(offers.c.supplier_id == supplier_id)
+    if category_id:
+        query = query.where(offers.c.category_id == category_id)
+    if status:
+        query = query.where(offers.c.status == status)
+    else:
+        query = query.where(offers.c.status != str(OfferStatus.DELETED))
+    if before_pk is not None:
+        query = query.where(offers.c.pk < before_pk)
+    return [offer_from_row(r) for r in await conn.execute(query)]

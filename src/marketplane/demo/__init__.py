@@ -1,0 +1,1 @@
+"""The demo marketplace: deterministic suppliers, clients, categories and offers on SQLite."""

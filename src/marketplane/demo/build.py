@@ -1,0 +1,164 @@
+"""Builds the demo marketplace through the same services the API uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress, TaskID
+
+from marketplane.access import service as access
+from marketplane.access.model import KeyKind
+from marketplane.bootstrap import Platform, migrated
+from marketplane.catalog import service as catalog
+from marketplane.catalog.model import OfferDraft
+from marketplane.demo import data
+from marketplane.settings import Settings
+
+BATCH = 1000
+
+
+@dataclass
+class DemoSummary:
+    operator_key: str
+    supplier_keys: dict[str, str] = field(default_factory=dict)
+    client_keys: dict[str, str] = field(default_factory=dict)
+    offers: int = 0
+
+    def walkthrough(self, base: str) -> str:
+        web = self.client_keys["web shop (secret)"]
+        pub = self.client_keys["web shop (publishable)"]
+        travel = self.client_keys["travel affiliate (secret)"]
+        supplier = self.supplier_keys["Paper Lane Books"]
+        lines = [
+            f"marketplane demo: {self.offers:,} offers. Try:",
+            "",
+            "# full-text search, newest first, with facets (web shop client)",
+            f'curl -s "{base}/store/v1/offers?q=golden+river&facets=category,attr.author" '
+            f'-H "Authorization: Bearer {web}"',
+            "# attribute filters and price sort (publishable key: read-only, browser-safe)",
+            f'curl -s "{base}/store/v1/offers?category=stays&attr.city=Lisbon&attr.nights_min=3'
+            f'&sort=price&limit=5" -H "Authorization: Bearer {pub}"',
+            "# the travel affiliate sees only stays, with its 5% markup",
+            f'curl -s "{base}/store/v1/offers?limit=3&fields=title,price" '
+            f'-H "Authorization: Bearer {travel}"',
+            "# a supplier updates one of its offers",
+            f"curl -s -X PUT {base}/supply/v1/offers/PLB-0000001 "
+            f'-H "Authorization: Bearer {supplier}" -H "Content-Type: application/json" '
+            """-d '{"category":"books","title":"The Golden River","price":{"decimal":"9.99","""
+            """"currency":"EUR"},"quantity":3,"attributes":{"isbn":"9780306406157","""
+            """"author":"Ada Hartmann","year":2001}}'""",
+            "# the operator's view",
+            f'curl -s "{base}/admin/v1/suppliers" -H "Authorization: Bearer {self.operator_key}"',
+            "",
+            f"API docs: {base}/docs",
+        ]
+        return "\n".join(lines)
+
+
+def _chunks(drafts: Iterable[OfferDraft], size: int) -> Iterator[list[OfferDraft]]:
+    iterator = iter(drafts)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+async def _load(
+    platform: Platform,
+    supplier_id: str,
+    drafts: Iterable[OfferDraft],
+    progress: Progress,
+    task: TaskID,
+) -> int:
+    loaded = 0
+    for chunk in _chunks(drafts, BATCH):
+        async with platform.uow() as uow:
+            results = await catalog.upsert_offers(
+                uow, supplier_id=supplier_id, drafts=chunk, source="demo"
+            )
+            await uow.commit()
+        failed = [r for r in results if r.outcome == "failed"]
+        if failed:
+            raise RuntimeError(f"demo data failed validation: {failed[0].errors}")
+        loaded += len(chunk)
+        progress.advance(task, len(chunk))
+    return loaded
+
+
+def _remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+async def build_demo(
+    settings: Settings, *, path: Path, offers: int, console: Console
+) -> DemoSummary:
+    _remove_database(path)
+    platform = await migrated(settings)
+    try:
+        async with platform.uow() as uow:
+            owner = await access.bootstrap_owner(uow)
+            assert owner is not None
+            summary = DemoSummary(operator_key=owner[1])
+            books = await catalog.create_category(
+                uow, slug="books", name="Books", attribute_schema=data.BOOKS_SCHEMA
+            )
+            stays = await catalog.create_category(
+                uow, slug="stays", name="Stays", attribute_schema=data.STAYS_SCHEMA
+            )
+            suppliers = {}
+            for name, approve in (
+                ("Paper Lane Books", True),
+                ("Chapter House", True),
+                ("Harbor Stays", True),
+                ("Nomad Rooms", False),  # pending: its offers are a sandbox, invisible to clients
+            ):
+                supplier = await access.create_supplier(uow, name=name, email=None)
+                if approve:
+                    supplier = await access.transition_supplier(
+                        uow, supplier_id=supplier.id, action="approve", actor=owner[0].id
+                    )
+                await catalog.apply_supplier_status(
+                    uow, supplier_id=supplier.id, status=supplier.status
+                )
+                suppliers[name] = supplier.id
+                _, token = await access.issue_key(uow, owner_type="supplier", owner_id=supplier.id)
+                summary.supplier_keys[name] = token
+            web = await access.create_client(
+                uow, name="Web shop", markup_bps=0, allowed_suppliers=None, allowed_categories=None
+            )
+            travel = await access.create_client(
+                uow,
+                name="Travel affiliate",
+                markup_bps=500,
+                allowed_suppliers=None,
+                allowed_categories=[stays.id],
+            )
+            for label, client_id, kind in (
+                ("web shop (secret)", web.id, KeyKind.SECRET),
+                ("web shop (publishable)", web.id, KeyKind.PUBLISHABLE),
+                ("travel affiliate (secret)", travel.id, KeyKind.SECRET),
+            ):
+                _, token = await access.issue_key(
+                    uow, owner_type="client", owner_id=client_id, kind=kind
+                )
+                summary.client_keys[label] = token
+            await uow.commit()
+        assert books.slug == "books"
+        pool = data.book_pool(7, max(1000, offers // 20))
+        share = offers // 4
+        plan = [
+            ("Paper Lane Books", data.books(1, share, pool=pool, prefix="PLB")),
+            ("Chapter House", data.books(2, share, pool=pool, prefix="CH")),
+            ("Harbor Stays", data.stays(3, share, prefix="HS")),
+            ("Nomad Rooms", data.stays(4, offers - 3 * share, prefix="NR")),
+        ]
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("generating offers", total=offers)
+            for name, drafts in plan:
+                summary.offers += await _load(platform, suppliers[name], drafts, progress, task)
+    finally:
+        await platform.close()
+    return summary

@@ -1,0 +1,81 @@
+"""The app factory: one FastAPI app serving admin, supply and store, each under its own prefix."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from marketplane import __version__
+from marketplane.access.routes import router as access_admin
+from marketplane.bootstrap import Platform, build
+from marketplane.catalog.routes import admin as catalog_admin
+from marketplane.catalog.routes import store as catalog_store
+from marketplane.catalog.routes import supply as catalog_supply
+from marketplane.http import errors
+from marketplane.http.idempotency import Idempotency, purge_expired
+from marketplane.http.middleware import BodyLimit, RequestId
+from marketplane.http.openapi import problems
+from marketplane.http.responses import Json
+from marketplane.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = platform is None
+        app.state.platform = platform or build(settings)
+        await purge_expired(app.state.platform)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.platform.close()
+
+    app = FastAPI(
+        title="marketplane",
+        version=__version__,
+        summary="The back end of a marketplace: supply, catalog, search and more.",
+        lifespan=lifespan,
+        default_response_class=Json,
+    )
+    if platform is not None:
+        app.state.platform = platform
+    errors.install(app)
+    for router in (
+        access_admin,
+        catalog_admin.router,
+        catalog_supply.router,
+        catalog_store.router,
+    ):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["ops"], operation_id="healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], operation_id="readyz", responses=problems(400) | {503: {}})
+    async def readyz() -> Any:
+        """The database answers."""
+        try:
+            async with app.state.platform.uow(write=False) as uow:
+                await uow.conn.execute(text("SELECT 1"))
+        except Exception as exc:  # a readiness probe reports any failure, it does not raise
+            return Json({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
+        return {"status": "ok", "database": app.state.platform.db.dialect}
+
+    app.add_middleware(Idempotency)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestId)
+    return app
+
+
+def factory() -> FastAPI:
+    """For `uvicorn --factory` (several worker processes)."""
+    return create_app()

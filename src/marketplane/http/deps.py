@@ -1,0 +1,71 @@
+"""Request dependencies: the platform, and who is calling (one side per key)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from marketplane.access.model import KeyKind, Permission, Principal, Side, may
+from marketplane.access.service import require_side
+from marketplane.bootstrap import Platform
+from marketplane.kernel.errors import Forbidden
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Bearer mk_live_…`")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+async def _resolve(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    platform = get_platform(request)
+    token = credentials.credentials if credentials else None
+    principal = await platform.auth.authenticate(token)
+    request.state.principal = principal
+    return principal
+
+
+def admin(permission: Permission) -> Callable[..., Awaitable[Principal]]:
+    async def dependency(request: Request, credentials: Credentials) -> Principal:
+        principal = await _resolve(request, credentials)
+        require_side(principal, Side.ADMIN)
+        if principal.role is None or not may(principal.role, permission):
+            raise Forbidden(
+                f"the {principal.role} role may not do this (needs {permission})",
+                code="role_not_allowed",
+            )
+        return principal
+
+    return dependency
+
+
+async def supplier(request: Request, credentials: Credentials) -> Principal:
+    principal = await _resolve(request, credentials)
+    require_side(principal, Side.SUPPLY)
+    return principal
+
+
+async def store_reader(request: Request, credentials: Credentials) -> Principal:
+    principal = await _resolve(request, credentials)
+    require_side(principal, Side.STORE)
+    return principal
+
+
+async def store_writer(request: Request, credentials: Credentials) -> Principal:
+    principal = await store_reader(request, credentials)
+    if principal.kind is KeyKind.PUBLISHABLE:
+        raise Forbidden("a publishable key may only read", code="publishable_key_read_only")
+    return principal
+
+
+SupplierDep = Annotated[Principal, Depends(supplier)]
+StoreReaderDep = Annotated[Principal, Depends(store_reader)]
+StoreWriterDep = Annotated[Principal, Depends(store_writer)]
