@@ -1,0 +1,837 @@
+"""Store search under load, next to a bare FastAPI ceiling measured in the same run.
+
+What it does, for each backend asked for (SQLite, PostgreSQL or both):
+
+1. Builds a marketplace of N offers (default 1,000,000) through the real service path:
+   `catalog.upsert_offers` in batches of 1000, one unit of work each, as `marketplane demo`
+   does, with the demo's generators and shape (four suppliers, three approved and one pending,
+   books and stays, a web shop client and a travel affiliate restricted to stays with a 5%
+   markup). The result is cached (SQLite: bench/.cache/sqlite-N.db; PostgreSQL: the database
+   marketplane_bench_N) with the keys it needs in bench/.cache/<backend>-N.json, so a re-run
+   skips the load. The load rate is its own JSON line.
+2. Starts `marketplane serve` on 127.0.0.1, builds the request mix from the API itself (first
+   pages, and second pages from their `next_cursor`: see bench/search.lua), times each request
+   alone (per-kind lines), warms up, then runs wrk at 16 and 64 connections.
+3. Starts bench/ceiling.py (a bare FastAPI endpoint returning a stored 20-item page taken from
+   the API, same uvicorn options) and runs the same wrk command, same script, against it.
+4. Prints one JSON object per measurement; each search line carries its ceiling and the ratio.
+
+    .venv/bin/python bench/search.py                          # 1M offers, SQLite and PostgreSQL
+    .venv/bin/python bench/search.py --offers 50000 --duration 5 --backend sqlite
+
+Targets (the issue's): on SQLite at 16 connections, p99 ≤ 10 ms and rps ≥ 0.5 x the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlencode
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CACHE = HERE / ".cache"
+LOGS = CACHE / "logs"
+RESULTS = HERE / "results"
+BIN = Path(sys.executable).parent
+LUA = HERE / "search.lua"
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+BATCH = 1000
+TARGET_P99_MS = 10.0
+TARGET_RATIO = 0.5
+SUPPLIERS = (
+    ("Paper Lane Books", True),
+    ("Chapter House", True),
+    ("Harbor Stays", True),
+    ("Nomad Rooms", False),  # pending: its offers are a sandbox, invisible to clients
+)
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Output:
+    """JSON lines to stdout and to the results file."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.file: TextIO = path.open("a")
+
+    def emit(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":"))
+        print(line, flush=True)
+        self.file.write(line + "\n")
+        self.file.flush()
+
+
+# --- building the marketplace -----------------------------------------------------------------
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+async def build_marketplace(url: str, offers: int) -> dict[str, Any]:
+    """Creates the marketplace through the services; returns the keys and the load timings."""
+    from marketplane.access import service as access
+    from marketplane.access.model import KeyKind
+    from marketplane.bootstrap import migrated
+    from marketplane.catalog import service as catalog
+    from marketplane.demo import data
+    from marketplane.settings import Settings
+
+    started = time.perf_counter()
+    platform = await migrated(Settings(database_url=url))
+    try:
+        async with platform.uow() as uow:
+            owner = await access.bootstrap_owner(uow)
+            assert owner is not None, "the bench database is not empty"
+            await catalog.create_category(
+                uow, slug="books", name="Books", attribute_schema=data.BOOKS_SCHEMA
+            )
+            stays = await catalog.create_category(
+                uow, slug="stays", name="Stays", attribute_schema=data.STAYS_SCHEMA
+            )
+            suppliers: dict[str, str] = {}
+            for name, approve in SUPPLIERS:
+                supplier = await access.create_supplier(uow, name=name, email=None)
+                if approve:
+                    supplier = await access.transition_supplier(
+                        uow, supplier_id=supplier.id, action="approve", actor=owner[0].id
+                    )
+                await catalog.apply_supplier_status(
+                    uow, supplier_id=supplier.id, status=supplier.status
+                )
+                suppliers[name] = supplier.id
+            web = await access.create_client(
+                uow, name="Web shop", markup_bps=0, allowed_suppliers=None, allowed_categories=None
+            )
+            travel = await access.create_client(
+                uow,
+                name="Travel affiliate",
+                markup_bps=500,
+                allowed_suppliers=None,
+                allowed_categories=[stays.id],
+            )
+            _, web_key = await access.issue_key(
+                uow, owner_type="client", owner_id=web.id, kind=KeyKind.SECRET
+            )
+            _, travel_key = await access.issue_key(
+                uow, owner_type="client", owner_id=travel.id, kind=KeyKind.SECRET
+            )
+            await uow.commit()
+        setup_seconds = time.perf_counter() - started
+
+        pool = data.book_pool(7, max(1000, offers // 20))
+        share = offers // 4
+        plan = [
+            ("Paper Lane Books", data.books(1, share, pool=pool, prefix="PLB")),
+            ("Chapter House", data.books(2, share, pool=pool, prefix="CH")),
+            ("Harbor Stays", data.stays(3, share, prefix="HS")),
+            ("Nomad Rooms", data.stays(4, offers - 3 * share, prefix="NR")),
+        ]
+        loaded = 0
+        load_started = time.perf_counter()
+        report_every = max(BATCH, offers // 20)
+        for name, drafts in plan:
+            for chunk in _chunks(drafts, BATCH):
+                async with platform.uow() as uow:
+                    results = await catalog.upsert_offers(
+                        uow, supplier_id=suppliers[name], drafts=chunk, source="bench"
+                    )
+                    await uow.commit()
+                failed = [r for r in results if r.outcome != "created"]
+                if failed:
+                    raise RuntimeError(f"offer not created: {failed[0]}")
+                loaded += len(chunk)
+                if loaded % report_every < BATCH:
+                    elapsed = time.perf_counter() - load_started
+                    log(f"  loaded {loaded:,}/{offers:,} ({loaded / elapsed:,.0f} offers/s)")
+        load_seconds = time.perf_counter() - load_started
+    finally:
+        await platform.close()
+    return {
+        "offers": loaded,
+        "keys": {"web": web_key, "travel": travel_key},
+        "setup_seconds": round(setup_seconds, 2),
+        "load_seconds": round(load_seconds, 2),
+    }
+
+
+def _sqlite_files(path: Path) -> list[Path]:
+    return [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+
+
+def prepare_sqlite(offers: int, rebuild: bool) -> tuple[str, dict[str, Any], bool]:
+    path = CACHE / f"sqlite-{offers}.db"
+    meta_path = CACHE / f"sqlite-{offers}.json"
+    if path.exists() and meta_path.exists() and not rebuild:
+        return f"sqlite+aiosqlite:///{path}", json.loads(meta_path.read_text()), True
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = CACHE / f"sqlite-{offers}.building.db"
+    for file in _sqlite_files(tmp) + _sqlite_files(path) + [meta_path]:
+        file.unlink(missing_ok=True)
+    log(f"building SQLite marketplane with {offers:,} offers in {tmp}")
+    meta = asyncio.run(build_marketplace(f"sqlite+aiosqlite:///{tmp}", offers))
+    started = time.perf_counter()
+    with sqlite3.connect(tmp) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    meta["finish_seconds"] = round(time.perf_counter() - started, 2)
+    meta["finish"] = "wal_checkpoint(TRUNCATE)"
+    for src, dst in zip(_sqlite_files(tmp), _sqlite_files(path), strict=True):
+        if src.exists():
+            os.replace(src, dst)
+    meta["bytes"] = path.stat().st_size
+    meta_path.write_text(json.dumps(meta, indent=2))
+    return f"sqlite+aiosqlite:///{path}", meta, False
+
+
+async def _pg_offer_count(database: str) -> int | None:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(f"{PG_SERVER}/{database}")
+    except asyncpg.InvalidCatalogNameError:
+        return None
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM offers"))
+    except asyncpg.UndefinedTableError:
+        return None
+    finally:
+        await conn.close()
+
+
+async def _pg_admin(*statements: str, database: str = "postgres") -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(f"{PG_SERVER}/{database}")
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _pg_size(database: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(f"{PG_SERVER}/{database}")
+    try:
+        return int(await conn.fetchval("SELECT pg_database_size(current_database())"))
+    finally:
+        await conn.close()
+
+
+def prepare_postgres(offers: int, rebuild: bool) -> tuple[str, dict[str, Any], bool]:
+    database = f"marketplane_bench_{offers}"
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
+    meta_path = CACHE / f"postgres-{offers}.json"
+    if meta_path.exists() and not rebuild and asyncio.run(_pg_offer_count(database)) == offers:
+        return url, json.loads(meta_path.read_text()), True
+    CACHE.mkdir(parents=True, exist_ok=True)
+    meta_path.unlink(missing_ok=True)
+    asyncio.run(
+        _pg_admin(
+            f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", f"CREATE DATABASE {database}"
+        )
+    )
+    log(f"building PostgreSQL marketplane with {offers:,} offers in database {database}")
+    meta = asyncio.run(build_marketplace(url, offers))
+    # Settle the statistics and the visibility map now rather than leave it to autovacuum
+    # sometime during the measurement.
+    started = time.perf_counter()
+    asyncio.run(_pg_admin("VACUUM (ANALYZE)", database=database))
+    meta["finish_seconds"] = round(time.perf_counter() - started, 2)
+    meta["finish"] = "VACUUM (ANALYZE)"
+    meta["bytes"] = asyncio.run(_pg_size(database))
+    meta_path.write_text(json.dumps(meta, indent=2))
+    return url, meta, False
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A server subprocess on 127.0.0.1, ready once `/readyz` answers 200."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int) -> None:
+        self.name = name
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOGS / f"{name}.log"
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.log_path}")
+            with suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} was not ready in {timeout}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@contextmanager
+def running(name: str, argv: list[str], env: dict[str, str], port: int) -> Iterator[Server]:
+    server = Server(name, argv, env, port)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def marketplane_env(url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPLANE_")}
+    env.update(
+        MARKETPLANE_DATABASE_URL=url,
+        MARKETPLANE_WORKERS="1",
+        MARKETPLANE_LOG_LEVEL="warning",
+        MARKETPLANE_ACCESS_LOG="false",
+    )
+    return env
+
+
+# --- the request mix ----------------------------------------------------------------------------
+
+
+def first_pages(seed: int = 20_240) -> list[tuple[str, str, dict[str, str]]]:
+    """(kind, client, query) for the first pages of the mix; see bench/search.lua."""
+    from marketplane.demo import data
+
+    rng = random.Random(seed)
+    adjectives = [a.title() for a in data.ADJECTIVES]
+    nouns = [n.title() for n in data.NOUNS]
+
+    def author() -> str:
+        return f"{rng.choice(data.FIRST)} {rng.choice(data.LAST)}"
+
+    pages: list[tuple[str, str, dict[str, str]]] = []
+    for _ in range(24):
+        pages += [
+            ("text", "web", {"q": f"{rng.choice(adjectives)} {rng.choice(nouns)}"}),
+            ("word", "web", {"q": rng.choice(nouns + data.CITIES)}),
+            ("author", "web", {"q": author()}),
+            (
+                "text+cat",
+                "web",
+                {"q": rng.choice(nouns), "category": "books", "sort": "newest"},
+            ),
+            ("browse", "web", {"category": rng.choice(("books", "stays"))}),
+            (
+                "cat+price",
+                "web",
+                rng.choice(
+                    (
+                        {"category": "stays", "sort": "price"},
+                        {"category": "books", "sort": "-price"},
+                    )
+                ),
+            ),
+            (
+                "price",
+                "web",
+                {
+                    "category": "books",
+                    "price_min": str(low := rng.randrange(500, 4000, 100)),
+                    "price_max": str(low + 500),
+                    "sort": "price",
+                },
+            ),
+            ("attr", "web", {"category": "books", "attr.author": author()}),
+            (
+                "attr+range",
+                "web",
+                {
+                    "category": "stays",
+                    "attr.city": rng.choice(data.CITIES),
+                    "attr.nights_min": "3",
+                    "sort": "price",
+                },
+            ),
+            (
+                "text+attr",
+                "web",
+                {"q": rng.choice(data.STAY_KINDS), "attr.city": rng.choice(data.CITIES)},
+            ),
+            (
+                "restricted",
+                "travel",
+                rng.choice(
+                    (
+                        {"q": rng.choice(data.CITIES)},
+                        {
+                            "attr.city": rng.choice(data.CITIES),
+                            "price_max": str(rng.randrange(20_000, 200_000, 10_000)),
+                            "sort": "price",
+                        },
+                    )
+                ),
+            ),
+        ]
+    return pages
+
+
+def build_mix(base: str, keys: dict[str, str], path: Path) -> dict[str, Any]:
+    """Asks the API for every first page, adds about half of the second pages, writes wrk's list.
+
+    Returns a summary of the mix and a real 20-item page for the ceiling.
+    """
+    rng = random.Random(7)
+    entries: list[tuple[str, str, str]] = []  # kind, client, target
+    empty = 0
+    page20: dict[str, Any] | None = None
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for kind, who, query in first_pages():
+            target = f"/store/v1/offers?{urlencode(query)}"
+            response = client.get(target, headers={"Authorization": f"Bearer {keys[who]}"})
+            if response.status_code != 200:
+                raise RuntimeError(f"{target}: {response.status_code} {response.text[:300]}")
+            body = response.json()
+            entries.append((kind, who, target))
+            empty += not body["data"]
+            if page20 is None and kind == "browse" and len(body["data"]) == 20:
+                page20 = body
+            if body["next_cursor"] and rng.random() < 0.5:
+                following = f"{target}&{urlencode({'cursor': body['next_cursor']})}"
+                check = client.get(following, headers={"Authorization": f"Bearer {keys[who]}"})
+                if check.status_code != 200:
+                    raise RuntimeError(f"{following}: {check.status_code} {check.text[:300]}")
+                entries.append(("next", who, following))
+    if page20 is None:
+        raise RuntimeError("no 20-item page came back for the ceiling")
+    rng.shuffle(entries)
+    path.write_text("".join(f"{keys[who]} {target}\n" for _, who, target in entries))
+    kinds: dict[str, int] = {}
+    for kind, _, _ in entries:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return {"entries": entries, "kinds": kinds, "empty_first_pages": empty, "page20": page20}
+
+
+def time_each(
+    base: str, keys: dict[str, str], entries: list[tuple[str, str, str]], repeat: int
+) -> dict[str, list[tuple[float, str]]]:
+    """Each request of the mix alone on one connection: the median of `repeat` runs, by kind."""
+    by_kind: dict[str, list[tuple[float, str]]] = {}
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for kind, who, target in entries:
+            headers = {"Authorization": f"Bearer {keys[who]}"}
+            samples = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                client.get(target, headers=headers).raise_for_status()
+                samples.append((time.perf_counter() - started) * 1000)
+            by_kind.setdefault(kind, []).append((statistics.median(samples), target))
+    return by_kind
+
+
+def time_ceiling(base: str, count: int = 200) -> float:
+    with httpx.Client(base_url=base, timeout=60) as client:
+        samples = []
+        for _ in range(count):
+            started = time.perf_counter()
+            client.get("/store/v1/offers").raise_for_status()
+            samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+# --- wrk ----------------------------------------------------------------------------------------
+
+
+def wrk(
+    base: str, requests: Path, connections: int, duration: float, threads: int
+) -> dict[str, Any]:
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        base,
+        "--",
+        str(requests),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    found = [line for line in done.stdout.splitlines() if line.startswith("WRK_JSON ")]
+    if not found:
+        raise RuntimeError(f"wrk printed no figures:\n{done.stdout}\n{done.stderr}")
+    raw: dict[str, Any] = json.loads(found[-1][len("WRK_JSON ") :])
+    seconds = raw["duration_us"] / 1e6
+    socket_errors = sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors"))
+    return {
+        "requests": raw["requests"],
+        "rps": round(raw["requests"] / seconds, 1),
+        "mean_ms": round(raw["mean_us"] / 1000, 2),
+        "p50_ms": round(raw["p50_us"] / 1000, 2),
+        "p90_ms": round(raw["p90_us"] / 1000, 2),
+        "p99_ms": round(raw["p99_us"] / 1000, 2),
+        "p999_ms": round(raw["p999_us"] / 1000, 2),
+        "max_ms": round(raw["max_us"] / 1000, 2),
+        "non_2xx": raw["status_errors"],
+        "socket_errors": socket_errors,
+        "timeouts": raw["timeouts"],
+        "mb_per_s": round(raw["bytes"] / seconds / 1e6, 2),
+    }
+
+
+def wrk_version() -> str:
+    done = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    return (done.stdout + done.stderr).split("Copyright")[0].strip()
+
+
+def ensure_wrk() -> None:
+    if shutil.which("wrk"):
+        return
+    log("wrk is missing: installing the Debian package")
+    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True)
+
+
+# --- profiling ----------------------------------------------------------------------------------
+
+
+def profile(server: Server, base: str, requests: Path, duration: float, out: Path) -> Path | None:
+    """py-spy (if installed) on the server during one c16 run; raw collapsed stacks to `out`."""
+    py_spy = shutil.which("py-spy") or (str(BIN / "py-spy") if (BIN / "py-spy").exists() else None)
+    if py_spy is None:
+        log("py-spy is not installed (.venv/bin/pip install py-spy): no profile")
+        return None
+    recorder = subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(server.process.pid),
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--threads",
+            "--nonblocking",
+            "--duration",
+            str(int(duration)),
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1)
+    wrk(base, requests, 16, duration, 1)
+    _, err = recorder.communicate(timeout=duration + 60)
+    if recorder.returncode != 0 or not out.exists():
+        log(f"py-spy failed: {err.strip()[-500:]}")
+        return None
+    return out
+
+
+def summarise_profile(path: Path, top: int = 25) -> dict[str, Any]:
+    """Where the samples went: per thread, and inclusive shares of the frames that matter."""
+    threads: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    self_time: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        thread = frames[0].split(" ")[0] if frames else "?"
+        threads[thread] = threads.get(thread, 0) + count
+        total += count
+        seen = set()
+        for frame in frames[1:]:
+            name = frame.split(" (")[0] + " " + _module_of(frame)
+            if name not in seen:
+                seen.add(name)
+                inclusive[name] = inclusive.get(name, 0) + count
+        if len(frames) > 1:
+            leaf = frames[-1].split(" (")[0] + " " + _module_of(frames[-1])
+            self_time[leaf] = self_time.get(leaf, 0) + count
+
+    def share(table: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(table.items(), key=lambda item: -item[1])[:top]
+        return [(name, round(100 * count / total, 1)) for name, count in ranked]
+
+    return {
+        "samples": total,
+        "threads": {k: round(100 * v / total, 1) for k, v in threads.items()},
+        "inclusive": share(inclusive),
+        "self": share(self_time),
+    }
+
+
+def _module_of(frame: str) -> str:
+    start = frame.find("(")
+    if start < 0:
+        return ""
+    where = frame[start + 1 :].rstrip(")")
+    parts = where.split("/")
+    return "(" + "/".join(parts[-2:]) + ")"
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def git_commit() -> str | None:
+    """The checked-out commit, read from .git (no git command is run)."""
+    head = ROOT / ".git" / "HEAD"
+    if not head.exists():
+        return None
+    ref = head.read_text().strip()
+    if not ref.startswith("ref: "):
+        return ref
+    name = ref[5:]
+    loose = ROOT / ".git" / name
+    if loose.exists():
+        return loose.read_text().strip()
+    packed = ROOT / ".git" / "packed-refs"
+    if packed.exists():
+        for line in packed.read_text().splitlines():
+            if line.endswith(" " + name):
+                return line.split(" ")[0]
+    return None
+
+
+def bench_backend(
+    backend: str, args: argparse.Namespace, out: Output, stamp: str
+) -> list[dict[str, Any]]:
+    started = time.perf_counter()
+    prepare = prepare_sqlite if backend == "sqlite" else prepare_postgres
+    url, meta, cached = prepare(args.offers, args.rebuild)
+    out.emit(
+        {
+            "bench": "load",
+            "backend": backend,
+            "offers": meta["offers"],
+            "cached": cached,
+            "load_seconds": meta["load_seconds"],
+            "offers_per_s": round(meta["offers"] / meta["load_seconds"], 1),
+            "setup_seconds": meta["setup_seconds"],
+            "finish": meta["finish"],
+            "finish_seconds": meta["finish_seconds"],
+            "database_mb": round(meta["bytes"] / 1e6, 1),
+            "batch": BATCH,
+            "path": "catalog.service.upsert_offers in platform.uow(), one commit per batch",
+        }
+    )
+    if args.load_only:
+        return []
+    keys = meta["keys"]
+    requests = CACHE / f"requests-{backend}-{args.offers}.txt"
+    page_path = CACHE / f"page-20-{backend}-{args.offers}.json"
+    connections = [int(c) for c in args.connections.split(",")]
+    search: dict[int, dict[str, Any]] = {}
+    ceiling: dict[int, dict[str, Any]] = {}
+    argv = [str(BIN / "marketplane"), "serve", "--port", str(port := free_port())]
+    log(f"{backend}: starting marketplane serve on 127.0.0.1:{port}")
+    with running(f"marketplane-{backend}", argv, marketplane_env(url), port) as server:
+        mix = build_mix(server.base, keys, requests)
+        page_path.write_bytes(json.dumps(mix["page20"]).encode())
+        log(f"{backend}: mix of {len(mix['entries'])} requests {mix['kinds']}")
+        by_kind = time_each(server.base, keys, mix["entries"], args.repeat) if args.repeat else {}
+        log(f"{backend}: warming up ({args.warmup:g}s)")
+        wrk(server.base, requests, connections[0], args.warmup, args.threads)
+        for c in connections:
+            log(f"{backend}: wrk -c{c} for {args.duration:g}s")
+            search[c] = wrk(server.base, requests, c, args.duration, args.threads)
+            log(f"{backend}: c{c} {search[c]}")
+        profile_path = None
+        if args.profile:
+            raw_path = RESULTS / f"profile-{backend}-{args.offers}-{stamp}.txt"
+            log(f"{backend}: py-spy during one more c16 run")
+            profile_path = profile(server, server.base, requests, args.duration, raw_path)
+    ceiling_port = free_port()
+    ceiling_argv = [
+        sys.executable,
+        str(HERE / "ceiling.py"),
+        "--page",
+        str(page_path),
+        "--port",
+        str(ceiling_port),
+    ]
+    log(f"{backend}: starting the ceiling on 127.0.0.1:{ceiling_port}")
+    with running(f"ceiling-{backend}", ceiling_argv, dict(os.environ), ceiling_port) as server:
+        ceiling_alone_ms = time_ceiling(server.base)
+        wrk(server.base, requests, connections[0], min(args.warmup, 3), args.threads)
+        for c in connections:
+            ceiling[c] = wrk(server.base, requests, c, args.duration, args.threads)
+            log(f"{backend}: ceiling c{c} {ceiling[c]}")
+
+    common = {"backend": backend, "offers": args.offers}
+    records = []
+    for c in connections:
+        out.emit(
+            {
+                "bench": "ceiling",
+                **common,
+                "connections": c,
+                "threads": args.threads,
+                "duration_s": args.duration,
+                **ceiling[c],
+            }
+        )
+    for c in connections:
+        mine, top = search[c], ceiling[c]
+        ratio = round(mine["rps"] / top["rps"], 3)
+        record = {
+            "bench": "search",
+            **common,
+            "connections": c,
+            "threads": args.threads,
+            "duration_s": args.duration,
+            "rps": mine["rps"],
+            "p50_ms": mine["p50_ms"],
+            "p90_ms": mine["p90_ms"],
+            "p99_ms": mine["p99_ms"],
+            "max_ms": mine["max_ms"],
+            "mean_ms": mine["mean_ms"],
+            "requests": mine["requests"],
+            "errors": mine["non_2xx"] + mine["socket_errors"] + mine["timeouts"],
+            "non_2xx": mine["non_2xx"],
+            "ceiling_rps": top["rps"],
+            "ceiling_p50_ms": top["p50_ms"],
+            "ceiling_p99_ms": top["p99_ms"],
+            "ratio": ratio,
+        }
+        if c == 16:
+            record["target"] = {"p99_ms": TARGET_P99_MS, "ratio": TARGET_RATIO}
+            record["target_met"] = mine["p99_ms"] <= TARGET_P99_MS and ratio >= TARGET_RATIO
+        out.emit(record)
+        records.append(record)
+    for kind, timed in sorted(by_kind.items()):
+        values = sorted(ms for ms, _ in timed)
+        slowest = max(timed)
+        out.emit(
+            {
+                "bench": "search-alone",
+                **common,
+                "kind": kind,
+                "distinct_requests": len(values),
+                "share": round(mix["kinds"][kind] / len(mix["entries"]), 3),
+                "median_ms": round(statistics.median(values), 2),
+                "p90_ms": round(values[int(0.9 * (len(values) - 1))], 2),
+                "max_ms": round(slowest[0], 2),
+                "slowest": slowest[1],
+                "ceiling_ms": round(ceiling_alone_ms, 2),
+                "ratio": round(statistics.median(values) / ceiling_alone_ms, 1),
+            }
+        )
+    if profile_path is not None:
+        summary = summarise_profile(profile_path)
+        summary_path = profile_path.with_suffix(".summary.json")
+        summary_path.write_text(json.dumps(summary, indent=2))
+        out.emit(
+            {
+                "bench": "profile",
+                **common,
+                "samples": summary["samples"],
+                "threads": summary["threads"],
+                "raw": str(profile_path.relative_to(ROOT)),
+                "summary": str(summary_path.relative_to(ROOT)),
+            }
+        )
+    log(f"{backend}: done in {time.perf_counter() - started:,.0f}s")
+    return records
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description="Store search under wrk load, next to a bare FastAPI ceiling."
+    )
+    parser.add_argument("--offers", type=int, default=1_000_000)
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--duration", type=float, default=15, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=float, default=5, help="seconds of wrk before measuring")
+    parser.add_argument("--connections", default="16,64")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (2 cores here)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="times each request is timed alone (0: skip)"
+    )
+    parser.add_argument("--rebuild", action="store_true", help="ignore the cached marketplace")
+    parser.add_argument("--load-only", action="store_true", help="build (or check) and stop")
+    parser.add_argument("--profile", action="store_true", help="py-spy the server (extra run)")
+    parser.add_argument("--out", type=Path, help="JSON lines file (default bench/results/…)")
+    args = parser.parse_args()
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    out = Output(args.out or RESULTS / f"search-{stamp}.jsonl")
+    ensure_wrk()
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    out.emit(
+        {
+            "bench": "meta",
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": " ".join([".venv/bin/python", "bench/search.py", *sys.argv[1:]]),
+            "commit": git_commit(),
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "sqlite": sqlite3.sqlite_version,
+            "wrk": wrk_version(),
+            "offers": args.offers,
+            "backends": backends,
+        }
+    )
+    met = True
+    for backend in backends:
+        for record in bench_backend(backend, args, out, stamp):
+            if backend == "sqlite" and "target_met" in record:
+                met = met and record["target_met"]
+    log(f"results: {out.path}")
+    if not args.load_only and "sqlite" in backends:
+        log("targets met" if met else "targets missed (SQLite, 16 connections)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from marketplane.catalog.model import (
+    Category,
+    OfferDraft,
+    ValidOffer,
+    attribute_rows,
+    normalize_gtin,
+    query_value_forms,
+    tokens,
+    validate_offer,
+)
+from marketplane.kernel.errors import FieldError
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+BOOKS = Category(
+    id="cat_x",
+    slug="books",
+    name="Books",
+    attribute_schema={"type": "object", "properties": {"isbn": {"type": "string", "x-gtin": True}}},
+    schema_version=1,
+    created_at=NOW,
+    updated_at=NOW,
+)
+
+
+def _draft(**changes: Any) -> OfferDraft:
+    values: dict[str, Any] = {
+        "sku": "SKU-1",
+        "category": "books",
+        "title": "A book",
+        "price_currency": "EUR",
+        "price_amount": 1299,
+        "quantity": 1,
+    }
+    values.update(changes)
+    return OfferDraft(**values)
+
+
+def _validate(draft: OfferDraft, precision: int | None = 2) -> ValidOffer | list[FieldError]:
+    return validate_offer(draft, category=BOOKS, precision=precision, check_attributes=lambda _: [])
+
+
+@pytest.mark.parametrize(
+    ("raw", "gtin"),
+    [
+        ("9780306406157", "9780306406157"),
+        ("978-0-306-40615-7", "9780306406157"),
+        ("0306406152", "9780306406157"),  # ISBN-10 → ISBN-13
+        ("96385074", "0000096385074"),  # GTIN-8
+        ("036000291452", "0036000291452"),  # UPC-A
+    ],
+)
+def test_gtins_and_isbns_normalise(raw: str, gtin: str) -> None:
+    assert normalize_gtin(raw) == gtin
+
+
+@pytest.mark.parametrize("raw", ["9780306406158", "0306406153", "12345", "abcdefghijklm", ""])
+def test_bad_check_digits_are_refused(raw: str) -> None:
+    assert normalize_gtin(raw) is None
+
+
+def test_tokens_fold_case_and_accents_and_split_punctuation() -> None:
+    assert tokens("Crème-Brûlée, São PAULO_2027!") == ["creme", "brulee", "sao", "paulo", "2027"]
+
+
+def test_a_valid_draft_becomes_a_valid_offer_with_its_gtin_from_the_attribute() -> None:
+    offer = _validate(_draft(attributes={"isbn": "0306406152"}))
+    assert isinstance(offer, ValidOffer)
+    assert offer.gtin == "9780306406157"
+    assert offer.search_title == "a book"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    errors = _validate(_draft(sku="bad sku!", title=" ", quantity=-1, price_amount=-5))
+    assert isinstance(errors, list)
+    assert {e.field for e in errors} == {"sku", "title", "quantity", "price.amount"}
+
+
+def test_unknown_currency_and_precision() -> None:
+    unknown = _validate(_draft(price_currency="XXQ"), precision=None)
+    assert isinstance(unknown, list) and unknown[0].code == "unknown_currency"
+    precise = _validate(_draft(price_amount=None, price_decimal="1.999"))
+    assert isinstance(precise, list) and precise[0].code == "currency_precision"
+    both = _validate(_draft(price_decimal="1.99"))
+    assert isinstance(both, list) and both[0].code == "invalid_price"
+
+
+def test_the_content_hash_changes_only_with_content() -> None:
+    first = _validate(_draft())
+    again = _validate(_draft())
+    cheaper = _validate(_draft(price_amount=999))
+    assert isinstance(first, ValidOffer) and isinstance(again, ValidOffer)
+    assert isinstance(cheaper, ValidOffer)
+    assert first.content_hash == again.content_hash != cheaper.content_hash
+
+
+def test_attribute_rows_index_scalars_and_arrays() -> None:
+    rows = attribute_rows({"nights": 3, "city": "Lisbon", "tags": ["sea", "quiet"], "x": {"a": 1}})
+    assert sorted(rows) == [
+        ("city", "Lisbon", None),
+        ("nights", "3", 3.0),
+        ("tags", "quiet", None),
+        ("tags", "sea", None),
+    ]
+
+
+def test_numeric_query_values_match_their_canonical_form() -> None:
+    assert query_value_forms("3.0") == ["3.0", "3"]
+    assert query_value_forms("007") == ["007", "7"]
+    assert query_value_forms("Lisbon") == ["Lisbon"]

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from marketplane.kernel.errors import BadRequest
+from marketplane.kernel.ids import has_prefix, new_id
+from marketplane.kernel.pagination import Cursor, decode_cursor, encode_cursor
+
+
+def test_ids_are_prefixed_and_sort_in_creation_order() -> None:
+    ids = [new_id("off") for _ in range(2000)]
+    assert all(has_prefix(i, "off") for i in ids)
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_a_cursor_round_trips() -> None:
+    token = encode_cursor(Cursor("price", (1299, 42), "abc"))
+    cursor = decode_cursor(token, expected_sort="price", expected_fingerprint="abc", arity=2)
+    assert cursor.key == (1299, 42)
+
+
+@pytest.mark.parametrize("token", ["", "%%%", "bm90IGpzb24", "WzEsMiwzXQ", "W251bGwsW10sIiJd"])
+def test_garbage_cursors_are_a_clear_400(token: str) -> None:
+    with pytest.raises(BadRequest) as error:
+        decode_cursor(token, expected_sort="pk", expected_fingerprint="", arity=1)
+    assert error.value.code == "invalid_cursor"
+    assert error.value.errors[0].field == "cursor"
+
+
+def test_a_cursor_from_another_query_is_refused() -> None:
+    token = encode_cursor(Cursor("price", (1, 2), "query-a"))
+    with pytest.raises(BadRequest, match="another query"):
+        decode_cursor(token, expected_sort="price", expected_fingerprint="query-b", arity=2)
