@@ -248,8 +248,11 @@ MAX_QUERY_TERMS = 8
 
 def tokens(text: str) -> list[str]:
     """Lowercase, accent-free word tokens: the same on every database, so results match."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    if text.isascii():
+        folded = text.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text)
+        folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
     return [t for t in _TOKEN.findall(folded) if len(t) <= MAX_TOKEN]
 
 

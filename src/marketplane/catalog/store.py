@@ -244,10 +244,13 @@ async def insert_offers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> di
     """Insert offers; returns their primary keys by id."""
     if not rows:
         return {}
-    result = await conn.execute(
-        offers.insert().returning(offers.c.id, offers.c.pk, sort_by_parameter_order=True), rows
+    # A plain executemany, then one lookup: RETURNING with ordered rows makes SQLAlchemy fall
+    # back to one INSERT per row on SQLite (measured: 15× slower for a batch of 1,000).
+    await conn.execute(offers.insert(), rows)
+    found = await conn.execute(
+        sa.select(offers.c.id, offers.c.pk).where(offers.c.id.in_([r["id"] for r in rows]))
     )
-    return {r.id: r.pk for r in result}
+    return {r.id: r.pk for r in found}
 
 
 _UPDATE = (
