@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import Market
+import asyncio
+
+from conftest import Market, book
 
 
 async def test_a_replay_returns_the_first_response_and_creates_nothing_new(market: Market) -> None:
@@ -58,3 +60,22 @@ async def test_a_bad_idempotency_key_is_400(market: Market) -> None:
     )
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_idempotency_key"
+
+
+async def test_a_duplicate_while_the_first_is_in_flight_is_409(market: Market) -> None:
+    # given a batch big enough to still be running when its duplicate arrives
+    _, supplier = await market.supplier()
+    body = {"offers": [{**book(), "sku": f"S-{n}"} for n in range(300)]}
+    headers = {**market.auth(supplier), "Idempotency-Key": "slow-batch"}
+    # when both are sent at once
+    first, second = await asyncio.gather(
+        market.api.post("/supply/v1/offers/batch", json=body, headers=headers),
+        market.api.post("/supply/v1/offers/batch", json=body, headers=headers),
+    )
+    # then one ran and the other was told to retry; a retry now replays the first answer
+    assert sorted([first.status_code, second.status_code]) == [200, 409]
+    refused = first if first.status_code == 409 else second
+    assert refused.json()["code"] == "idempotency_in_flight"
+    retry = await market.api.post("/supply/v1/offers/batch", json=body, headers=headers)
+    assert retry.status_code == 200
+    assert retry.headers["idempotent-replayed"] == "true"
