@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from marketplane.catalog.model import OfferDraft, OfferStatus
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _storable(value: dict[str, Any]) -> dict[str, Any]:
+    """JSON columns hold 64-bit integers at most (orjson refuses bigger ones)."""
+    pending: list[Any] = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, int) and not -(2**63) <= item < 2**63:
+            raise ValueError("integers must fit in 64 bits")
+    return value
+
+
+StoredJson = Annotated[dict[str, Any], AfterValidator(_storable)]
 
 
 class MoneyOut(BaseModel):
@@ -31,7 +48,7 @@ class OfferIn(Strict):
     category: str = Field(min_length=1, max_length=80, description="Category id or slug.")
     title: str = Field(min_length=1, max_length=500)
     description: str = Field(default="", max_length=20_000)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: StoredJson = Field(default_factory=dict)
     price: PriceIn
     quantity: StrictInt = Field(ge=0, le=2**31 - 1)
     gtin: str | None = Field(default=None, max_length=20, description="GTIN or ISBN.")
@@ -167,7 +184,7 @@ class ProductOut(BaseModel):
 class CategoryIn(Strict):
     slug: str = Field(min_length=1, max_length=80, examples=["books"])
     name: str = Field(min_length=1, max_length=200)
-    attribute_schema: dict[str, Any] = Field(
+    attribute_schema: StoredJson = Field(
         description='A JSON Schema for offer attributes: {"type": "object", "properties": …}. '
         'Mark the attribute that identifies an item across suppliers with "x-gtin": true.'
     )
@@ -175,7 +192,7 @@ class CategoryIn(Strict):
 
 class CategoryPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    attribute_schema: dict[str, Any] | None = None
+    attribute_schema: StoredJson | None = None
 
 
 class CategoryOut(BaseModel):

@@ -2,93 +2,140 @@
 
 Both index the same pre-normalised tokens (catalog.model.tokens), and a query is the AND of its
 terms, so the same query over the same data returns the same set on both. Relevance is a property
-of the offer and the query alone — title matches every term (tier 1) or not (tier 0), newest
-first within a tier — so it is identical on both databases and a cursor stays valid while the
-catalog changes (corpus-wide scores such as BM25 would shift under concurrent writes).
+of the offer and the query alone — offers whose title holds every term (tier 1), then the others
+(tier 0), newest first within a tier — so it is identical on both databases and a cursor stays
+valid while the catalog changes (corpus-wide scores such as BM25 shift under concurrent writes).
+
+Every page is an index walk in the order asked for, stopped after `limit + 1` rows: each sort
+order has a partial index over live offers, and relevance is two walks (one per tier) over the
+full-text index in rowid order. Only filters that narrow the walk (one category, one supplier)
+may drive an index; the rest (client restrictions, attributes) are checked row by row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from marketplane.access.model import ClientView
-from marketplane.catalog.model import (
-    FACET_LIMIT,
-    OfferStatus,
-    SearchRequest,
-    Sort,
-    query_value_forms,
-)
-from marketplane.catalog.store import (
-    OFFER_COLUMNS,
-    categories,
-    offer_attrs,
-    offers,
-    supplier_listing,
-)
+from marketplane.catalog.model import FACET_LIMIT, SearchRequest, Sort, query_value_forms
+from marketplane.catalog.store import OFFER_COLUMNS, categories, offer_attrs, offers
 from marketplane.kernel.money import base_ceiling, base_floor
 
 _fts = sa.table("offers_fts", sa.column("rowid"))
+_fts_table: ColumnElement[Any] = sa.literal_column("offers_fts")
 
 
 class TextMatch:
-    """How one database matches terms; chosen once per engine."""
+    """How one database matches terms."""
 
     def __init__(self, dialect: str) -> None:
-        self.dialect = dialect
+        self.sqlite = dialect == "sqlite"
 
-    def matches(self, terms: Sequence[str]) -> ColumnElement[bool]:
-        if self.dialect == "sqlite":
-            expr = " ".join(f'"{t}"' for t in terms)
-            return offers.c.pk.in_(
-                sa.select(_fts.c.rowid).where(sa.literal_column("offers_fts").op("MATCH")(expr))
-            )
-        query = " & ".join(f"'{t}'" for t in terms)
+    def _sqlite_query(self, terms: Sequence[str], tier: int | None) -> str:
+        every = "(" + " ".join(f'"{t}"' for t in terms) + ")"
+        in_title = "{search_title} : " + every
+        if tier == 1:
+            return in_title
+        if tier == 0:
+            return f"{every} NOT ({in_title})"
+        return every
+
+    def _pg_query(self, terms: Sequence[str], tier: int | None) -> ColumnElement[bool]:
+        every = " & ".join(f"'{t}'" for t in terms)
+        in_title = " & ".join(f"'{t}':A" for t in terms)
+        text = (
+            {1: in_title, 0: f"({every}) & !({in_title})"}.get(tier, every)
+            if tier is not None
+            else every
+        )
         return sa.literal_column("offers.search_tsv").op("@@")(
-            sa.func.to_tsquery(sa.literal_column("'simple'"), query)
+            sa.func.to_tsquery(sa.literal_column("'simple'"), text)
         )
 
-    def title_tier(self, terms: Sequence[str]) -> ColumnElement[int]:
-        if self.dialect == "sqlite":
-            expr = "{search_title} : (" + " ".join(f'"{t}"' for t in terms) + ")"
-            in_title = offers.c.pk.in_(
-                sa.select(_fts.c.rowid).where(sa.literal_column("offers_fts").op("MATCH")(expr))
+    def filter(self, terms: Sequence[str], tier: int | None = None) -> ColumnElement[bool]:
+        """The match as a condition on offers (for sorts other than by recency)."""
+        if self.sqlite:
+            return offers.c.pk.in_(
+                sa.select(_fts.c.rowid).where(
+                    _fts_table.op("MATCH")(self._sqlite_query(terms, tier))
+                )
             )
+        return self._pg_query(terms, tier)
+
+    def walk(
+        self,
+        columns: list[Any],
+        where: list[ColumnElement[bool]],
+        terms: Sequence[str],
+        tier: int | None,
+        before_pk: int | None,
+        limit: int,
+    ) -> sa.Select[Any]:
+        """Matching offers newest first, walking the full-text index itself in rowid order."""
+        if self.sqlite:
+            conditions = [_fts_table.op("MATCH")(self._sqlite_query(terms, tier)), *where]
+            if before_pk is not None:
+                conditions.append(_fts.c.rowid < before_pk)
+            return (
+                sa.select(*columns)
+                .select_from(_fts.join(offers, offers.c.pk == _fts.c.rowid))
+                .where(*conditions)
+                .order_by(_fts.c.rowid.desc())
+                .limit(limit)
+            )
+        conditions = [self._pg_query(terms, tier), *where]
+        if before_pk is not None:
+            conditions.append(offers.c.pk < before_pk)
+        return sa.select(*columns).where(*conditions).order_by(offers.c.pk.desc()).limit(limit)
+
+
+def _checked(column: Any, sqlite: bool) -> Any:
+    """The column as a row-by-row check: SQLite's unary + keeps it from driving an index walk."""
+    return sa.literal_column(f"+{column.table.name}.{column.name}") if sqlite else column
+
+
+def _category(ref: str) -> Any:
+    """A category id from an id or a slug, resolved inside the query (evaluated once)."""
+    if ref.startswith("cat_"):
+        return ref
+    return sa.select(categories.c.id).where(categories.c.slug == ref).scalar_subquery()
+
+
+def _scope(
+    column: Any,
+    requested: Sequence[Any],
+    allowed: frozenset[str] | None,
+    *,
+    sqlite: bool,
+    may_drive: bool,
+) -> list[ColumnElement[bool]]:
+    """Conditions for what the request asks within what the client may see. A single value may
+    drive an index walk; lists are checked row by row."""
+    conditions: list[ColumnElement[bool]] = []
+    if len(requested) == 1 and may_drive:
+        conditions.append(column == requested[0])
+    elif requested:
+        conditions.append(_checked(column, sqlite).in_(list(requested)))
+    if allowed is not None:
+        if not requested and len(allowed) == 1 and may_drive:
+            conditions.append(column == next(iter(allowed)))
         else:
-            query = " & ".join(f"'{t}':A" for t in terms)
-            in_title = sa.literal_column("offers.search_tsv").op("@@")(
-                sa.func.to_tsquery(sa.literal_column("'simple'"), query)
-            )
-        return sa.case((in_title, 1), else_=0)
-
-
-def visible_to(view: ClientView | None) -> list[ColumnElement[bool]]:
-    """What a client may see: live offers of listed suppliers inside its configuration."""
-    conditions: list[ColumnElement[bool]] = [
-        offers.c.status == str(OfferStatus.ACTIVE),
-        offers.c.supplier_id.in_(
-            sa.select(supplier_listing.c.supplier_id).where(supplier_listing.c.listed.is_(True))
-        ),
-    ]
-    if view is not None and view.allowed_suppliers is not None:
-        conditions.append(offers.c.supplier_id.in_(sorted(view.allowed_suppliers)))
-    if view is not None and view.allowed_categories is not None:
-        conditions.append(offers.c.category_id.in_(sorted(view.allowed_categories)))
+            conditions.append(_checked(column, sqlite).in_(sorted(allowed)))
     return conditions
 
 
 @dataclass
 class SearchPlan:
-    """The statements for one request: the page, and each facet."""
+    """The statements for one request: page segments in order, and each facet."""
 
-    page: sa.Select[Any]
-    facets: dict[str, sa.Select[Any]]
-    key_columns: tuple[str, ...]
+    segments: list[tuple[int | None, sa.Select[Any]]]
+    facets: dict[str, sa.Select[Any]] = field(default_factory=dict)
+    key_columns: tuple[str, ...] = ("pk",)
 
 
 def plan(
@@ -98,27 +145,51 @@ def plan(
     view: ClientView | None,
     after: tuple[Any, ...] | None,
 ) -> SearchPlan:
+    sqlite = text.sqlite
     markup = view.markup_bps if view else 0
-    where = visible_to(view)
-    if request.categories:
-        refs = list(request.categories)
-        where.append(
-            offers.c.category_id.in_(
-                sa.select(categories.c.id).where(
-                    sa.or_(categories.c.id.in_(refs), categories.c.slug.in_(refs))
-                )
-            )
+    keys: tuple[str, ...] = ("pk",)
+    if request.sort is Sort.RELEVANCE:
+        keys = ("tier", "pk")
+    elif request.sort in (Sort.PRICE, Sort.PRICE_DESC):
+        keys = ("price_amount", "pk")
+
+    where: list[ColumnElement[bool]] = [offers.c.live == 1]
+    refs = request.categories
+    requested: list[Any] = [_category(refs[0])] if len(refs) == 1 else []
+    if len(refs) > 1:
+        known = sa.select(categories.c.id).where(
+            sa.or_(categories.c.id.in_(refs), categories.c.slug.in_(refs))
         )
-    if request.suppliers:
-        where.append(offers.c.supplier_id.in_(list(request.suppliers)))
+        where.append(_checked(offers.c.category_id, sqlite).in_(known))
+    where += _scope(
+        offers.c.category_id,
+        requested,
+        view.allowed_categories if view else None,
+        sqlite=sqlite,
+        may_drive=True,
+    )
+    # One supplier narrows a walk only when no category does.
+    by_category = bool(request.categories) or bool(view and view.allowed_categories is not None)
+    where += _scope(
+        offers.c.supplier_id,
+        request.suppliers,
+        view.allowed_suppliers if view else None,
+        sqlite=sqlite,
+        may_drive=not by_category,
+    )
     if request.currency:
-        where.append(offers.c.currency == request.currency)
+        where.append(_checked(offers.c.currency, sqlite) == request.currency)
+    price = offers.c.price_amount
+    price_check = (
+        price if request.sort in (Sort.PRICE, Sort.PRICE_DESC) else _checked(price, sqlite)
+    )
     if request.price_min is not None:
-        where.append(offers.c.price_amount >= base_floor(request.price_min, markup))
+        where.append(price_check >= base_floor(request.price_min, markup))
     if request.price_max is not None:
-        where.append(offers.c.price_amount <= base_ceiling(request.price_max, markup))
+        where.append(price_check <= base_ceiling(request.price_max, markup))
     for name, values in request.attr_equals:
         forms = sorted({form for value in values for form in query_value_forms(value)})
+        # An exact value is usually selective (an author, an ISBN): it may drive the query.
         where.append(
             offers.c.pk.in_(
                 sa.select(offer_attrs.c.offer_pk).where(
@@ -127,41 +198,62 @@ def plan(
             )
         )
     for name, low, high in request.attr_ranges:
-        bounds = [offer_attrs.c.name == name, offer_attrs.c.num_value.is_not(None)]
+        # A range is usually broad (nights ≥ 3): probe each row's attributes by primary key
+        # rather than collect every matching offer first.
+        number = _checked(offer_attrs.c.num_value, sqlite)
+        bounds = [
+            offer_attrs.c.offer_pk == offers.c.pk,
+            _checked(offer_attrs.c.name, sqlite) == name,
+            number.is_not(None),
+        ]
         if low is not None:
-            bounds.append(offer_attrs.c.num_value >= low)
+            bounds.append(number >= low)
         if high is not None:
-            bounds.append(offer_attrs.c.num_value <= high)
-        where.append(offers.c.pk.in_(sa.select(offer_attrs.c.offer_pk).where(*bounds)))
-    if request.terms:
-        where.append(text.matches(request.terms))
+            bounds.append(number <= high)
+        where.append(sa.exists().where(*bounds))
 
-    facets = {name: _facet(name, where) for name in request.facets}
-
+    terms = request.terms
+    filtered = [*where, text.filter(terms)] if terms else where
+    facets = {name: _facet(name, filtered) for name in request.facets}
     columns: list[Any] = list(OFFER_COLUMNS)
+    size = request.limit + 1
     pk = offers.c.pk
-    price = offers.c.price_amount
+    segments: list[tuple[int | None, sa.Select[Any]]] = []
+
     if request.sort is Sort.RELEVANCE:
-        tier = text.title_tier(request.terms)
-        columns.append(tier.label("tier"))
-        order = [tier.desc(), pk.desc()]
-        keys: tuple[str, ...] = ("tier", "pk")
-        if after:
-            where.append(sa.or_(tier < after[0], sa.and_(tier == after[0], pk < after[1])))
-    elif request.sort is Sort.PRICE:
-        order, keys = [price.asc(), pk.asc()], ("price_amount", "pk")
-        if after:
-            where.append(sa.or_(price > after[0], sa.and_(price == after[0], pk > after[1])))
-    elif request.sort is Sort.PRICE_DESC:
-        order, keys = [price.desc(), pk.desc()], ("price_amount", "pk")
-        if after:
-            where.append(sa.or_(price < after[0], sa.and_(price == after[0], pk < after[1])))
+        tiers = (1, 0) if not after else ((1, 0) if after[0] == 1 else (0,))
+        for tier in tiers:
+            before = int(after[1]) if after and after[0] == tier else None
+            tier_columns = [*columns, sa.literal(tier).label("tier")]
+            segments.append((tier, text.walk(tier_columns, where, terms, tier, before, size)))
+    elif request.sort is Sort.NEWEST and terms:
+        before = int(after[0]) if after else None
+        segments.append((None, text.walk(columns, where, terms, None, before, size)))
+    elif request.sort is Sort.NEWEST:
+        conditions = [*where, pk < after[0]] if after else where
+        segments.append(
+            (None, sa.select(*columns).where(*conditions).order_by(pk.desc()).limit(size))
+        )
     else:
-        order, keys = [pk.desc()], ("pk",)
+        ascending = request.sort is Sort.PRICE
+        conditions = list(filtered)
         if after:
-            where.append(pk < after[0])
-    page = sa.select(*columns).where(*where).order_by(*order).limit(request.limit + 1)
-    return SearchPlan(page=page, facets=facets, key_columns=keys)
+            beyond = price > after[0] if ascending else price < after[0]
+            tie = pk > after[1] if ascending else pk < after[1]
+            conditions.append(sa.or_(beyond, sa.and_(price == after[0], tie)))
+        order = [price.asc(), pk.asc()] if ascending else [price.desc(), pk.desc()]
+        segments.append((None, sa.select(*columns).where(*conditions).order_by(*order).limit(size)))
+    return SearchPlan(segments=segments, facets=facets, key_columns=keys)
+
+
+def visible_to(view: ClientView | None) -> list[ColumnElement[bool]]:
+    """What a client may see of single offers: live ones inside its configuration."""
+    conditions: list[ColumnElement[bool]] = [offers.c.live == 1]
+    if view is not None and view.allowed_suppliers is not None:
+        conditions.append(offers.c.supplier_id.in_(sorted(view.allowed_suppliers)))
+    if view is not None and view.allowed_categories is not None:
+        conditions.append(offers.c.category_id.in_(sorted(view.allowed_categories)))
+    return conditions
 
 
 def _facet(name: str, where: list[ColumnElement[bool]]) -> sa.Select[Any]:

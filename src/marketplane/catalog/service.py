@@ -21,6 +21,7 @@ from marketplane.catalog.model import (
     OfferStatus,
     SchemaCheck,
     SearchRequest,
+    Sort,
     ValidOffer,
     attribute_rows,
     validate_offer,
@@ -194,6 +195,7 @@ async def _write(
 ) -> None:
     conn = uow.conn
     now = utcnow()
+    listed = await store.is_listed(conn, supplier_id)
     existing = await store.existing_offers(conn, supplier_id, list(valid))
     product_ids = await _products_for(uow, [offer for _, offer in valid.values()], now)
     inserts: list[dict[str, Any]] = []
@@ -211,6 +213,7 @@ async def _write(
             "currency": offer.currency,
             "quantity": offer.quantity,
             "status": str(offer.status),
+            "live": int(listed and offer.status is OfferStatus.ACTIVE),
             "gtin": offer.gtin,
             "product_id": product_ids.get(offer.gtin) if offer.gtin else None,
             "source": source,
@@ -373,20 +376,20 @@ async def search_offers(
     uow: UnitOfWork, *, view: ClientView | None, request: SearchRequest
 ) -> dict[str, Any]:
     """One page of the store's offers, with facets when asked for."""
-    params = request.fingerprint_params()
-    fp = fingerprint(params)
+    fp = fingerprint(request.fingerprint_params())
     text = TextMatch(uow.dialect)
-    probe = plan(request, text=text, view=view, after=None)
+    arity = 2 if request.sort is not Sort.NEWEST else 1
     after = None
     if request.cursor:
         after = decode_cursor(
-            request.cursor,
-            expected_sort=str(request.sort),
-            expected_fingerprint=fp,
-            arity=len(probe.key_columns),
+            request.cursor, expected_sort=str(request.sort), expected_fingerprint=fp, arity=arity
         ).key
-    statement = plan(request, text=text, view=view, after=after).page if after else probe.page
-    rows = (await uow.conn.execute(statement)).all()
+    planned = plan(request, text=text, view=view, after=after)
+    rows: list[Any] = []
+    for _, statement in planned.segments:
+        rows.extend((await uow.conn.execute(statement)).all())
+        if len(rows) > request.limit:
+            break
     has_more = len(rows) > request.limit
     rows = rows[: request.limit]
     markup = view.markup_bps if view else 0
@@ -394,18 +397,16 @@ async def search_offers(
         "data": [present_store_offer(r, markup, request.fields) for r in rows],
         "has_more": has_more,
         "next_cursor": encode_cursor(
-            Cursor(str(request.sort), tuple(getattr(rows[-1], k) for k in probe.key_columns), fp)
+            Cursor(str(request.sort), tuple(getattr(rows[-1], k) for k in planned.key_columns), fp)
         )
         if has_more
         else None,
     }
     if request.facets:
-        page["facets"] = {
-            name: [
-                {"value": r.value, "count": r.count} for r in (await uow.conn.execute(query)).all()
-            ]
-            for name, query in probe.facets.items()
-        }
+        page["facets"] = {name: [] for name in request.facets}
+        for name, query in planned.facets.items():
+            found = (await uow.conn.execute(query)).all()
+            page["facets"][name] = [{"value": r.value, "count": r.count} for r in found]
     return page
 
 

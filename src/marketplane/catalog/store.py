@@ -56,6 +56,7 @@ offers = sa.Table(
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("quantity", sa.Integer, nullable=False),
     sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("live", sa.SmallInteger, nullable=False),
     sa.Column("gtin", sa.String(14)),
     sa.Column("product_id", Id),
     sa.Column("source", sa.String(20), nullable=False),
@@ -188,6 +189,17 @@ async def categories_by_refs(conn: AsyncConnection, refs: Iterable[str]) -> list
 # --- supplier listing -----------------------------------------------------------------------
 
 
+async def is_listed(conn: AsyncConnection, supplier_id: str) -> bool:
+    """Whether the supplier's offers go live. On PostgreSQL the row is share-locked, so a status
+    change waits for this transaction (and this one for it): offers never go live behind it."""
+    query = sa.select(supplier_listing.c.listed).where(
+        supplier_listing.c.supplier_id == supplier_id
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    return bool((await conn.execute(query)).scalar())
+
+
 async def set_listed(conn: AsyncConnection, supplier_id: str, listed: bool) -> None:
     updated = await conn.execute(
         supplier_listing.update()
@@ -196,6 +208,22 @@ async def set_listed(conn: AsyncConnection, supplier_id: str, listed: bool) -> N
     )
     if updated.rowcount == 0:
         await conn.execute(supplier_listing.insert().values(supplier_id=supplier_id, listed=listed))
+    if listed:
+        await conn.execute(
+            offers.update()
+            .where(
+                offers.c.supplier_id == supplier_id,
+                offers.c.status == str(OfferStatus.ACTIVE),
+                offers.c.live == 0,
+            )
+            .values(live=1)
+        )
+    else:
+        await conn.execute(
+            offers.update()
+            .where(offers.c.supplier_id == supplier_id, offers.c.live == 1)
+            .values(live=0)
+        )
 
 
 # --- products -------------------------------------------------------------------------------
@@ -268,6 +296,7 @@ _UPDATE = (
                 "currency",
                 "quantity",
                 "status",
+                "live",
                 "gtin",
                 "product_id",
                 "source",
@@ -318,6 +347,7 @@ async def mark_deleted(conn: AsyncConnection, offer_pk: int, *, version: int, at
         .where(offers.c.pk == offer_pk)
         .values(
             status=str(OfferStatus.DELETED),
+            live=0,
             version=version,
             updated_at=at,
             content_hash="deleted",

@@ -18,24 +18,27 @@ BigPk = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Ts = sa.DateTime(timezone=True)
 Id = sa.String(40)
 
+# The full-text index holds live offers only (an active offer of a listed supplier), so a search
+# walks matches in rowid order without stepping over sandboxed or suspended stock.
 SQLITE_FTS = [
     """CREATE VIRTUAL TABLE offers_fts USING fts5(
         search_title, search_body, content='offers', content_rowid='pk',
         tokenize='unicode61 remove_diacritics 0', detail=column)""",
-    """CREATE TRIGGER offers_fts_insert AFTER INSERT ON offers BEGIN
+    """CREATE TRIGGER offers_fts_insert AFTER INSERT ON offers WHEN new.live = 1 BEGIN
         INSERT INTO offers_fts(rowid, search_title, search_body)
         VALUES (new.pk, new.search_title, new.search_body);
     END""",
-    """CREATE TRIGGER offers_fts_delete AFTER DELETE ON offers BEGIN
+    """CREATE TRIGGER offers_fts_delete AFTER DELETE ON offers WHEN old.live = 1 BEGIN
         INSERT INTO offers_fts(offers_fts, rowid, search_title, search_body)
         VALUES ('delete', old.pk, old.search_title, old.search_body);
     END""",
-    """CREATE TRIGGER offers_fts_update AFTER UPDATE OF search_title, search_body ON offers
-    WHEN old.search_title IS NOT new.search_title OR old.search_body IS NOT new.search_body BEGIN
+    """CREATE TRIGGER offers_fts_update AFTER UPDATE OF live, search_title, search_body ON offers
+    WHEN old.live IS NOT new.live OR old.search_title IS NOT new.search_title
+        OR old.search_body IS NOT new.search_body BEGIN
         INSERT INTO offers_fts(offers_fts, rowid, search_title, search_body)
-        VALUES ('delete', old.pk, old.search_title, old.search_body);
+        SELECT 'delete', old.pk, old.search_title, old.search_body WHERE old.live = 1;
         INSERT INTO offers_fts(rowid, search_title, search_body)
-        VALUES (new.pk, new.search_title, new.search_body);
+        SELECT new.pk, new.search_title, new.search_body WHERE new.live = 1;
     END""",
 ]
 
@@ -43,8 +46,16 @@ POSTGRES_FTS = [
     """ALTER TABLE offers ADD COLUMN search_tsv tsvector GENERATED ALWAYS AS (
         setweight(to_tsvector('simple', search_title), 'A') ||
         setweight(to_tsvector('simple', search_body), 'B')) STORED""",
-    "CREATE INDEX ix_offers_search_tsv ON offers USING gin (search_tsv)",
+    "CREATE INDEX ix_offers_search_tsv ON offers USING gin (search_tsv) WHERE live = 1",
 ]
+
+# The store's sort orders, over live offers only: an index walk in order, never a sort.
+LIVE_INDEXES = {
+    "ix_offers_live_pk": ["pk"],
+    "ix_offers_live_category_pk": ["category_id", "pk"],
+    "ix_offers_live_price_pk": ["price_amount", "pk"],
+    "ix_offers_live_category_price_pk": ["category_id", "price_amount", "pk"],
+}
 
 
 def upgrade() -> None:
@@ -152,6 +163,7 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(3), nullable=False),
         sa.Column("quantity", sa.Integer, nullable=False),
         sa.Column("status", sa.String(10), nullable=False),
+        sa.Column("live", sa.SmallInteger, nullable=False),
         sa.Column("gtin", sa.String(14), nullable=True),
         sa.Column("product_id", Id, sa.ForeignKey("products.id"), nullable=True),
         sa.Column("source", sa.String(20), nullable=False),
@@ -165,9 +177,14 @@ def upgrade() -> None:
         sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),
         sa.CheckConstraint("price_amount >= 0", name="price_not_negative"),
     )
-    op.create_index("ix_offers_category_pk", "offers", ["category_id", "pk"])
-    op.create_index("ix_offers_price_pk", "offers", ["price_amount", "pk"])
-    op.create_index("ix_offers_category_price_pk", "offers", ["category_id", "price_amount", "pk"])
+    for name, columns in LIVE_INDEXES.items():
+        op.create_index(
+            name,
+            "offers",
+            columns,
+            postgresql_where=sa.text("live = 1"),
+            sqlite_where=sa.text("live = 1"),
+        )
     op.create_index("ix_offers_supplier_pk", "offers", ["supplier_id", "pk"])
     op.create_index("ix_offers_product_price", "offers", ["product_id", "price_amount"])
     op.create_table(
@@ -183,7 +200,6 @@ def upgrade() -> None:
         sa.Column("num_value", sa.Float, nullable=True),
     )
     op.create_index("ix_offer_attrs_str", "offer_attrs", ["name", "str_value", "offer_pk"])
-    op.create_index("ix_offer_attrs_num", "offer_attrs", ["name", "num_value", "offer_pk"])
 
     statements = SQLITE_FTS if op.get_bind().dialect.name == "sqlite" else POSTGRES_FTS
     for statement in statements:
