@@ -200,17 +200,20 @@ def plan(
     for name, low, high in request.attr_ranges:
         # A range is usually broad (nights ≥ 3): probe each row's attributes by primary key
         # rather than collect every matching offer first.
-        number = _checked(offer_attrs.c.num_value, sqlite)
+        probe = offer_attrs.alias("probe")
+        number = _checked(probe.c.num_value, sqlite)
         bounds = [
-            offer_attrs.c.offer_pk == offers.c.pk,
-            _checked(offer_attrs.c.name, sqlite) == name,
+            probe.c.offer_pk == offers.c.pk,
+            _checked(probe.c.name, sqlite) == name,
             number.is_not(None),
         ]
         if low is not None:
             bounds.append(number >= low)
         if high is not None:
             bounds.append(number <= high)
-        where.append(sa.exists().where(*bounds))
+        where.append(
+            sa.select(sa.literal(1)).select_from(probe).where(*bounds).correlate(offers).exists()
+        )
 
     terms = request.terms
     filtered = [*where, text.filter(terms)] if terms else where
