@@ -36,13 +36,13 @@ from marketplane.kernel.ids import has_prefix, new_id
 
 async def create_operator(uow: UnitOfWork, *, name: str, email: str | None, role: Role) -> Operator:
     operator = Operator(id=new_id("op"), name=name, email=email, role=role, created_at=utcnow())
-    await store.insert_operator(uow.conn, operator)
+    await store.insert_operator(await uow.connection(), operator)
     return operator
 
 
 async def bootstrap_owner(uow: UnitOfWork) -> tuple[Operator, str] | None:
     """The first operator (an owner) and its key; None when the platform already has a team."""
-    if await store.count_operators(uow.conn):
+    if await store.count_operators(await uow.connection()):
         return None
     operator = await create_operator(uow, name="Owner", email=None, role=Role.OWNER)
     _, token = await issue_key(uow, owner_type="operator", owner_id=operator.id, label="initial")
@@ -50,14 +50,14 @@ async def bootstrap_owner(uow: UnitOfWork) -> tuple[Operator, str] | None:
 
 
 async def get_operator(uow: UnitOfWork, *, operator_id: str) -> Operator:
-    operator = await store.get_operator(uow.conn, operator_id)
+    operator = await store.get_operator(await uow.connection(), operator_id)
     if operator is None:
         raise NotFound(f"no operator {operator_id}", code="operator_not_found")
     return operator
 
 
 async def list_operators(uow: UnitOfWork) -> list[Operator]:
-    return await store.list_operators(uow.conn)
+    return await store.list_operators(await uow.connection())
 
 
 # --- keys -----------------------------------------------------------------------------------
@@ -89,23 +89,23 @@ async def issue_key(
         revoked_at=None,
         prefix=lookup[:6],
     )
-    await store.insert_key(uow.conn, key, lookup=lookup, secret_hash=hash_key(token))
+    await store.insert_key(await uow.connection(), key, lookup=lookup, secret_hash=hash_key(token))
     return key, token
 
 
 async def revoke_key(uow: UnitOfWork, *, key_id: str) -> ApiKey:
-    key = await store.get_key(uow.conn, key_id)
+    key = await store.get_key(await uow.connection(), key_id)
     if key is None:
         raise NotFound(f"no key {key_id}", code="key_not_found")
     if key.revoked_at is None:
         at = utcnow()
-        await store.revoke_key(uow.conn, key_id, at)
+        await store.revoke_key(await uow.connection(), key_id, at)
         key = replace(key, revoked_at=at)
     return key
 
 
 async def list_keys(uow: UnitOfWork, *, owner_id: str) -> list[ApiKey]:
-    return await store.list_keys(uow.conn, owner_id)
+    return await store.list_keys(await uow.connection(), owner_id)
 
 
 # --- suppliers ------------------------------------------------------------------------------
@@ -121,12 +121,12 @@ async def create_supplier(uow: UnitOfWork, *, name: str, email: str | None) -> S
         created_at=now,
         updated_at=now,
     )
-    await store.insert_supplier(uow.conn, supplier)
+    await store.insert_supplier(await uow.connection(), supplier)
     return supplier
 
 
 async def get_supplier(uow: UnitOfWork, *, supplier_id: str) -> Supplier:
-    supplier = await store.get_supplier(uow.conn, supplier_id)
+    supplier = await store.get_supplier(await uow.connection(), supplier_id)
     if supplier is None:
         raise NotFound(f"no supplier {supplier_id}", code="supplier_not_found")
     return supplier
@@ -136,7 +136,7 @@ async def list_suppliers(
     uow: UnitOfWork, *, status: SupplierStatus | None, before: str | None, limit: int
 ) -> list[Supplier]:
     return await store.list_suppliers(
-        uow.conn, status=str(status) if status else None, before=before, limit=limit
+        await uow.connection(), status=str(status) if status else None, before=before, limit=limit
     )
 
 
@@ -144,13 +144,13 @@ async def transition_supplier(
     uow: UnitOfWork, *, supplier_id: str, action: str, actor: str, reason: str | None = None
 ) -> Supplier:
     """The one choke point for supplier status: validates, records history, then changes it."""
-    supplier = await store.get_supplier(uow.conn, supplier_id, for_update=True)
+    supplier = await store.get_supplier(await uow.connection(), supplier_id, for_update=True)
     if supplier is None:
         raise NotFound(f"no supplier {supplier_id}", code="supplier_not_found")
     target = next_supplier_status(supplier.status, action)
     at = utcnow()
     changed = await store.set_supplier_status(
-        uow.conn,
+        await uow.connection(),
         supplier_id,
         expected=supplier.status,
         target=target,
@@ -165,7 +165,7 @@ async def transition_supplier(
 
 async def supplier_history(uow: UnitOfWork, *, supplier_id: str) -> list[dict[str, object]]:
     await get_supplier(uow, supplier_id=supplier_id)
-    return await store.supplier_history(uow.conn, supplier_id)
+    return await store.supplier_history(await uow.connection(), supplier_id)
 
 
 # --- clients --------------------------------------------------------------------------------
@@ -198,12 +198,12 @@ async def create_client(
         created_at=now,
         updated_at=now,
     )
-    await store.insert_client(uow.conn, client)
+    await store.insert_client(await uow.connection(), client)
     return client
 
 
 async def get_client(uow: UnitOfWork, *, client_id: str) -> Client:
-    client = await store.get_client(uow.conn, client_id)
+    client = await store.get_client(await uow.connection(), client_id)
     if client is None:
         raise NotFound(f"no client {client_id}", code="client_not_found")
     return client
@@ -224,12 +224,12 @@ async def update_client(uow: UnitOfWork, *, client_id: str, changes: dict[str, A
             "cat",
         )
     updated = replace(client, **changes, updated_at=utcnow())
-    await store.update_client(uow.conn, updated)
+    await store.update_client(await uow.connection(), updated)
     return updated
 
 
 async def list_clients(uow: UnitOfWork, *, before: str | None, limit: int) -> list[Client]:
-    return await store.list_clients(uow.conn, before=before, limit=limit)
+    return await store.list_clients(await uow.connection(), before=before, limit=limit)
 
 
 # --- authentication -------------------------------------------------------------------------
@@ -263,7 +263,7 @@ class Authenticator:
         if lookup is None:
             raise Unauthorized("the key is not a marketplane key", code="invalid_key")
         async with UnitOfWork(self._db, write=False) as uow:
-            row = await store.key_by_lookup(uow.conn, lookup)
+            row = await store.key_by_lookup(await uow.connection(), lookup)
         if row is None or not key_matches(token, row.secret_hash):
             raise Unauthorized("the key is not valid", code="invalid_key")
         if row.revoked_at is not None:

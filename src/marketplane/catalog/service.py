@@ -79,7 +79,7 @@ async def create_category(
 ) -> Category:
     if not SLUG.match(slug):
         raise field_error("slug", "invalid_slug", "lowercase letters, digits and -, up to 80")
-    if await store.slug_taken(uow.conn, slug):
+    if await store.slug_taken(await uow.connection(), slug):
         raise Conflict(f"a category {slug!r} exists", code="slug_taken")
     now = utcnow()
     category = Category(
@@ -91,12 +91,12 @@ async def create_category(
         created_at=now,
         updated_at=now,
     )
-    await store.insert_category(uow.conn, category)
+    await store.insert_category(await uow.connection(), category)
     return category
 
 
 async def get_category(uow: UnitOfWork, *, ref: str) -> Category:
-    category = await store.category_by_id_or_slug(uow.conn, ref)
+    category = await store.category_by_id_or_slug(await uow.connection(), ref)
     if category is None:
         raise NotFound(f"no category {ref}", code="category_not_found")
     return category
@@ -120,12 +120,12 @@ async def update_category(
             schema_version=category.schema_version + 1,
         )
     category = replace(category, updated_at=utcnow())
-    await store.update_category(uow.conn, category)
+    await store.update_category(await uow.connection(), category)
     return category
 
 
 async def list_categories(uow: UnitOfWork, *, view: ClientView | None = None) -> list[Category]:
-    found = await store.list_categories(uow.conn)
+    found = await store.list_categories(await uow.connection())
     if view is not None and view.allowed_categories is not None:
         found = [c for c in found if c.id in view.allowed_categories]
     return found
@@ -136,7 +136,7 @@ async def list_categories(uow: UnitOfWork, *, view: ClientView | None = None) ->
 
 async def apply_supplier_status(uow: UnitOfWork, *, supplier_id: str, status: str) -> None:
     """Only an active supplier's offers are listed to clients; pending ones are a sandbox."""
-    await store.set_listed(uow.conn, supplier_id, status == "active")
+    await store.set_listed(await uow.connection(), supplier_id, status == "active")
 
 
 # --- offer upserts --------------------------------------------------------------------------
@@ -157,7 +157,7 @@ async def upsert_offers(
 ) -> list[ItemResult]:
     """Validate each draft, then write the valid ones together. A bad item never half-writes."""
     refs = {d.category for d in drafts}
-    found = await store.categories_by_refs(uow.conn, refs)
+    found = await store.categories_by_refs(await uow.connection(), refs)
     by_ref = {c.id: c for c in found} | {c.slug: c for c in found}
     results: list[ItemResult] = []
     valid: dict[str, tuple[int, ValidOffer]] = {}
@@ -193,7 +193,7 @@ async def _write(
     results: list[ItemResult],
     source: str,
 ) -> None:
-    conn = uow.conn
+    conn = await uow.connection()
     now = utcnow()
     listed = await store.is_listed(conn, supplier_id)
     existing = await store.existing_offers(conn, supplier_id, list(valid))
@@ -260,7 +260,7 @@ async def _write(
 
 async def _products_for(uow: UnitOfWork, offers: list[ValidOffer], now: Any) -> dict[str, str]:
     gtins = sorted({o.gtin for o in offers if o.gtin})
-    known = await store.products_by_gtin(uow.conn, gtins)
+    known = await store.products_by_gtin(await uow.connection(), gtins)
     fresh: dict[str, dict[str, Any]] = {}
     for offer in offers:
         if offer.gtin and offer.gtin not in known and offer.gtin not in fresh:
@@ -276,23 +276,23 @@ async def _products_for(uow: UnitOfWork, offers: list[ValidOffer], now: Any) -> 
             # Another transaction may create the same product: let the first one win.
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            await uow.conn.execute(
+            await (await uow.connection()).execute(
                 pg_insert(store.products).on_conflict_do_nothing(index_elements=["gtin"]),
                 list(fresh.values()),
             )
-            known = await store.products_by_gtin(uow.conn, gtins)
+            known = await store.products_by_gtin(await uow.connection(), gtins)
         else:
-            await store.insert_products(uow.conn, list(fresh.values()))
+            await store.insert_products(await uow.connection(), list(fresh.values()))
             known |= {g: row["id"] for g, row in fresh.items()}
     return known
 
 
 async def delete_offer(uow: UnitOfWork, *, supplier_id: str, sku: str) -> Offer:
-    offer = await store.offer_by_sku(uow.conn, supplier_id, sku)
+    offer = await store.offer_by_sku(await uow.connection(), supplier_id, sku)
     if offer is None or offer.status is OfferStatus.DELETED:
         raise NotFound(f"no offer with sku {sku!r}", code="offer_not_found")
     now = utcnow()
-    await store.mark_deleted(uow.conn, offer.pk, version=offer.version + 1, at=now)
+    await store.mark_deleted(await uow.connection(), offer.pk, version=offer.version + 1, at=now)
     return replace(offer, status=OfferStatus.DELETED, version=offer.version + 1, updated_at=now)
 
 
@@ -300,14 +300,14 @@ async def delete_offer(uow: UnitOfWork, *, supplier_id: str, sku: str) -> Offer:
 
 
 async def own_offer(uow: UnitOfWork, *, supplier_id: str, sku: str) -> Offer:
-    offer = await store.offer_by_sku(uow.conn, supplier_id, sku)
+    offer = await store.offer_by_sku(await uow.connection(), supplier_id, sku)
     if offer is None or offer.status is OfferStatus.DELETED:
         raise NotFound(f"no offer with sku {sku!r}", code="offer_not_found")
     return offer
 
 
 async def any_offer(uow: UnitOfWork, *, offer_id: str) -> Offer:
-    offer = await store.offer_by_id(uow.conn, offer_id)
+    offer = await store.offer_by_id(await uow.connection(), offer_id)
     if offer is None:
         raise NotFound(f"no offer {offer_id}", code="offer_not_found")
     return offer
@@ -334,7 +334,7 @@ async def list_offers(
     if category:
         category_id = (await get_category(uow, ref=category)).id
     found = await store.list_offers(
-        uow.conn,
+        await uow.connection(),
         supplier_id=supplier_id,
         category_id=category_id,
         status=str(status) if status else None,
@@ -387,7 +387,7 @@ async def search_offers(
     planned = plan(request, text=text, view=view, after=after)
     rows: list[Any] = []
     for _, statement in planned.segments:
-        rows.extend((await uow.conn.execute(statement)).all())
+        rows.extend(await uow.fetch(statement))
         if len(rows) > request.limit:
             break
     has_more = len(rows) > request.limit
@@ -404,25 +404,27 @@ async def search_offers(
     }
     if request.facets:
         page["facets"] = {name: [] for name in request.facets}
+        conn = await uow.connection()  # facets can count many rows: off the event loop
         for name, query in planned.facets.items():
-            found = (await uow.conn.execute(query)).all()
+            found = (await conn.execute(query)).all()
             page["facets"][name] = [{"value": r.value, "count": r.count} for r in found]
     return page
 
 
 async def store_offer(uow: UnitOfWork, *, view: ClientView | None, offer_id: str) -> Any:
     query = sa.select(*store.OFFER_COLUMNS).where(store.offers.c.id == offer_id, *visible_to(view))
-    row = (await uow.conn.execute(query)).first()
-    if row is None:
+    found = await uow.fetch(query)
+    if not found:
         raise NotFound(f"no offer {offer_id}", code="offer_not_found")
-    return row
+    return found[0]
 
 
 async def store_product(
     uow: UnitOfWork, *, view: ClientView | None, product_id: str
 ) -> dict[str, Any]:
     """A product with the offers this client may see, cheapest first (the first is the buy box)."""
-    product = await store.get_product(uow.conn, product_id)
+    found = await uow.fetch(store.products.select().where(store.products.c.id == product_id))
+    product = found[0] if found else None
     if product is None:
         raise NotFound(f"no product {product_id}", code="product_not_found")
     query = (
@@ -431,7 +433,7 @@ async def store_product(
         .order_by(store.offers.c.price_amount, store.offers.c.pk)
         .limit(100)
     )
-    rows = (await uow.conn.execute(query)).all()
+    rows = await uow.fetch(query)
     if not rows:
         raise NotFound(f"no product {product_id}", code="product_not_found")
     markup = view.markup_bps if view else 0

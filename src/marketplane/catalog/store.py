@@ -243,10 +243,6 @@ async def insert_products(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
         await conn.execute(products.insert(), rows)
 
 
-async def get_product(conn: AsyncConnection, product_id: str) -> Any:
-    return (await conn.execute(products.select().where(products.c.id == product_id))).first()
-
-
 # --- offers ---------------------------------------------------------------------------------
 
 

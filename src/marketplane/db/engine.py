@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -27,20 +27,47 @@ def _json_dumps(value: Any) -> str:
 
 @dataclass
 class Database:
-    """A reader engine and a writer engine (the same one on PostgreSQL)."""
+    """A reader engine and a writer engine (the same one on PostgreSQL).
+
+    On SQLite there is also `inline`: a synchronous engine on the standard driver for short reads
+    on the event loop itself. Measured on a store search page, the query takes 0.1 ms on the
+    driver but 1.6 ms through the async engine, whose every call hops to a thread and back.
+    """
 
     url: str
     reader: AsyncEngine
     writer: AsyncEngine
+    inline: Engine | None = None
 
     @property
     def dialect(self) -> str:
         return self.writer.dialect.name
 
     async def dispose(self) -> None:
+        if self.inline is not None:
+            self.inline.dispose()
         await self.reader.dispose()
         if self.writer is not self.reader:
             await self.writer.dispose()
+
+
+def _configure_sqlite(engine: Engine, *, writer: bool) -> None:
+    begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when a transaction begins.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        if not writer:
+            cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
 
 
 def _sqlite_engine(url: str, *, writer: bool) -> AsyncEngine:
@@ -52,29 +79,31 @@ def _sqlite_engine(url: str, *, writer: bool) -> AsyncEngine:
         max_overflow=0 if writer else 8,
         pool_timeout=60,
     )
-    begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
+    _configure_sqlite(engine.sync_engine, writer=writer)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, decide when a transaction begins.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in SQLITE_PRAGMAS:
-            cursor.execute(pragma)
-        if not writer:
-            cursor.execute("PRAGMA query_only=ON")
-        cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
-
+def _sqlite_inline_engine(url: str) -> Engine:
+    engine = create_engine(
+        url.replace("sqlite+aiosqlite:", "sqlite:", 1),
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+        connect_args={"check_same_thread": False},
+        pool_size=4,
+        max_overflow=4,
+    )
+    _configure_sqlite(engine, writer=False)
     return engine
 
 
 def connect(url: str, *, pool_size: int = 10, null_pool: bool = False) -> Database:
     if url.startswith("sqlite"):
-        return Database(url, _sqlite_engine(url, writer=False), _sqlite_engine(url, writer=True))
+        return Database(
+            url,
+            _sqlite_engine(url, writer=False),
+            _sqlite_engine(url, writer=True),
+            inline=_sqlite_inline_engine(url),
+        )
     options: dict[str, Any] = {
         "json_serializer": _json_dumps,
         "json_deserializer": orjson.loads,

@@ -2,12 +2,18 @@
 
 Services take a `UnitOfWork`, do their reads and writes on `uow.conn`, and call `commit()`.
 Leaving the block without committing rolls back, so an exception never half-writes.
+
+A read-only unit of work opens nothing until it is used. `fetch` runs a short read inline on
+SQLite (see Database.inline) and through `conn` elsewhere; `conn` is for anything longer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
+from sqlalchemy import Connection, Executable, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from marketplane.db.engine import Database
@@ -19,18 +25,38 @@ class UnitOfWork:
         self._write = write
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
+        self._inline: Connection | None = None
+        self._open = False
         self.dialect = db.dialect
 
     @property
     def conn(self) -> AsyncConnection:
         if self._conn is None:
-            raise RuntimeError("the unit of work is not open")
+            raise RuntimeError("the unit of work is not open; use `await uow.connection()`")
         return self._conn
 
+    async def connection(self) -> AsyncConnection:
+        """The async connection, opened (with its transaction) on first use."""
+        if not self._open:
+            raise RuntimeError("the unit of work is not open")
+        if self._conn is None:
+            engine = self._db.writer if self._write else self._db.reader
+            self._conn = await engine.connect()
+            self._tx = await self._conn.begin()
+        return self._conn
+
+    async def fetch(self, statement: Executable) -> Sequence[Row[Any]]:
+        """All rows of a short read: inline on SQLite outside a write, else on `conn`."""
+        if not self._write and self._db.inline is not None:
+            if self._inline is None:
+                self._inline = self._db.inline.connect()
+            return self._inline.execute(statement).all()
+        return (await (await self.connection()).execute(statement)).all()
+
     async def __aenter__(self) -> UnitOfWork:
-        engine = self._db.writer if self._write else self._db.reader
-        self._conn = await engine.connect()
-        self._tx = await self._conn.begin()
+        self._open = True
+        if self._write:
+            await self.connection()
         return self
 
     async def commit(self) -> None:
@@ -45,7 +71,10 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._open = False
         try:
+            if self._inline is not None:
+                self._inline.close()
             if self._tx is not None and self._tx.is_active:
                 await self._tx.rollback()
         finally:
@@ -53,3 +82,4 @@ class UnitOfWork:
                 await self._conn.close()
             self._conn = None
             self._tx = None
+            self._inline = None

@@ -18,7 +18,7 @@ from marketplane.catalog.routes import supply as catalog_supply
 from marketplane.http import errors
 from marketplane.http.idempotency import Idempotency, purge_expired
 from marketplane.http.middleware import BodyLimit, RequestId
-from marketplane.http.openapi import problems
+from marketplane.http.openapi import DocumentedJson, document_problems_as_problem_json, problems
 from marketplane.http.responses import Json
 from marketplane.settings import Settings, get_settings
 
@@ -42,8 +42,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         version=__version__,
         summary="The back end of a marketplace: supply, catalog, search and more.",
         lifespan=lifespan,
-        default_response_class=Json,
+        default_response_class=DocumentedJson,
     )
+    document_problems_as_problem_json(app)
     if platform is not None:
         app.state.platform = platform
     errors.install(app)
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         """The database answers."""
         try:
             async with app.state.platform.uow(write=False) as uow:
-                await uow.conn.execute(text("SELECT 1"))
+                await (await uow.connection()).execute(text("SELECT 1"))
         except Exception as exc:  # a readiness probe reports any failure, it does not raise
             return Json({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
         return {"status": "ok", "database": app.state.platform.db.dialect}

@@ -7,9 +7,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from marketplane.http.middleware import _TooLarge
 from marketplane.http.responses import problem
 from marketplane.kernel.errors import MarketplaneError
 
@@ -71,6 +73,10 @@ async def on_validation_error(request: Request, exc: Exception) -> Response:
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, _TooLarge):
+        # FastAPI turns any failure while reading the body into "400 error parsing the body";
+        # a body over the limit is BodyLimit's to answer (413).
+        raise exc.__cause__
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "Error"))
     return problem(
         status=exc.status_code,
@@ -80,6 +86,23 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
         request_id=_request_id(request),
         headers=dict(exc.headers) if exc.headers else None,
     )
+
+
+# PostgreSQL cannot store NUL in text (22021) nor \u0000 in JSONB (22P05); SQLite can.
+_UNSTORABLE_TEXT = {"22021", "22P05"}
+
+
+async def on_database_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DBAPIError)
+    if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:
+        return problem(
+            status=400,
+            code="invalid_text",
+            title="Bad request",
+            detail="text may not contain NUL (U+0000) characters",
+            request_id=_request_id(request),
+        )
+    return await on_unexpected(request, exc)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
@@ -97,4 +120,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(MarketplaneError, on_marketplane_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(DBAPIError, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)

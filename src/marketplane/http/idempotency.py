@@ -111,7 +111,7 @@ async def _claim(platform: Any, scoped: str, key: str, fingerprint: str) -> Any:
     now = utcnow()
     async with UnitOfWork(platform.db) as uow:
         row = (
-            await uow.conn.execute(
+            await (await uow.connection()).execute(
                 idempotency_keys.select().where(
                     idempotency_keys.c.scope == scoped, idempotency_keys.c.key == key
                 )
@@ -122,13 +122,13 @@ async def _claim(platform: Any, scoped: str, key: str, fingerprint: str) -> Any:
         ):
             return row
         if row is not None:
-            await uow.conn.execute(
+            await (await uow.connection()).execute(
                 idempotency_keys.delete().where(
                     idempotency_keys.c.scope == scoped, idempotency_keys.c.key == key
                 )
             )
         try:
-            await uow.conn.execute(
+            await (await uow.connection()).execute(
                 idempotency_keys.insert().values(
                     scope=scoped,
                     key=key,
@@ -144,7 +144,7 @@ async def _claim(platform: Any, scoped: str, key: str, fingerprint: str) -> Any:
             return None
     async with UnitOfWork(platform.db, write=False) as uow:
         return (
-            await uow.conn.execute(
+            await (await uow.connection()).execute(
                 idempotency_keys.select().where(
                     idempotency_keys.c.scope == scoped, idempotency_keys.c.key == key
                 )
@@ -188,10 +188,10 @@ async def _settle(platform: Any, scoped: str, key: str, captured: dict[str, Any]
     where = (idempotency_keys.c.scope == scoped, idempotency_keys.c.key == key)
     async with UnitOfWork(platform.db) as uow:
         if status >= 500 or status in _NOT_KEPT:
-            await uow.conn.execute(idempotency_keys.delete().where(*where))
+            await (await uow.connection()).execute(idempotency_keys.delete().where(*where))
         else:
             content_type = captured["type"]
-            await uow.conn.execute(
+            await (await uow.connection()).execute(
                 idempotency_keys.update()
                 .where(*where)
                 .values(
@@ -206,7 +206,7 @@ async def _settle(platform: Any, scoped: str, key: str, captured: dict[str, Any]
 
 async def purge_expired(platform: Any) -> int:
     async with UnitOfWork(platform.db) as uow:
-        result = await uow.conn.execute(
+        result = await (await uow.connection()).execute(
             idempotency_keys.delete().where(idempotency_keys.c.created_at < utcnow() - RETENTION)
         )
         await uow.commit()

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
+
+from marketplane.http.responses import PROBLEM, Json
+
+
+class DocumentedJson(Json, JSONResponse):
+    """`Json` as the default response class: FastAPI documents a route's response_model only when
+    the response class is a JSONResponse (otherwise every success is declared a plain string)."""
 
 
 class ProblemFieldError(BaseModel):
@@ -41,10 +50,29 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         status: {
             "model": Problem,
             "description": _DESCRIPTIONS[status],
-            "content": {"application/problem+json": {}},
+            "content": {PROBLEM: {}},
         }
         for status in statuses
     }
+
+
+def document_problems_as_problem_json(app: FastAPI) -> None:
+    """Errors leave as application/problem+json only; FastAPI files a `model` of `responses=`
+    under the route's media type (application/json), so move the Problem schema where it belongs."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            for path in spec.get("paths", {}).values():
+                for operation in path.values():
+                    for response in operation.get("responses", {}).values():
+                        content = response.get("content", {})
+                        if PROBLEM in content and "application/json" in content:
+                            content[PROBLEM] = content.pop("application/json")
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 READ = problems(400, 401, 403, 404, 422)
