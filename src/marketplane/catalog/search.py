@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from marketplane.access.model import ClientView
 from marketplane.catalog.model import FACET_LIMIT, SearchRequest, Sort, query_value_forms
-from marketplane.catalog.store import OFFER_COLUMNS, categories, offer_attrs, offers
+from marketplane.catalog.store import categories, offer_attrs, offers
 from marketplane.kernel.money import base_ceiling, base_floor
 
 _fts = sa.table("offers_fts", sa.column("rowid"))
@@ -92,6 +92,37 @@ class TextMatch:
         if before_pk is not None:
             conditions.append(offers.c.pk < before_pk)
         return sa.select(*columns).where(*conditions).order_by(offers.c.pk.desc()).limit(limit)
+
+
+def store_columns(sqlite: bool) -> list[Any]:
+    """What the store shows of an offer, fetched as the database holds it: attributes as JSON
+    text and (on SQLite) timestamps as text, so a page is not parsed only to be serialised."""
+    attributes = (
+        sa.type_coerce(offers.c.attributes, sa.Text)
+        if sqlite
+        else sa.cast(offers.c.attributes, sa.Text)
+    )
+    stamps = [
+        sa.type_coerce(c, sa.Text) if sqlite else c
+        for c in (offers.c.created_at, offers.c.updated_at)
+    ]
+    return [
+        offers.c.pk,
+        offers.c.id,
+        offers.c.title,
+        offers.c.description,
+        offers.c.category_id,
+        offers.c.supplier_id,
+        attributes.label("attributes_json"),
+        offers.c.price_amount,
+        offers.c.currency,
+        offers.c.quantity,
+        offers.c.gtin,
+        offers.c.product_id,
+        offers.c.version,
+        stamps[0].label("created"),
+        stamps[1].label("updated"),
+    ]
 
 
 def _checked(column: Any, sqlite: bool) -> Any:
@@ -218,7 +249,7 @@ def plan(
     terms = request.terms
     filtered = [*where, text.filter(terms)] if terms else where
     facets = {name: _facet(name, filtered) for name in request.facets}
-    columns: list[Any] = list(OFFER_COLUMNS)
+    columns = store_columns(sqlite)
     size = request.limit + 1
     pk = offers.c.pk
     segments: list[tuple[int | None, sa.Select[Any]]] = []

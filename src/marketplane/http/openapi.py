@@ -62,15 +62,16 @@ def document_problems_as_problem_json(app: FastAPI) -> None:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            spec = generate()
-            for path in spec.get("paths", {}).values():
-                for operation in path.values():
-                    for response in operation.get("responses", {}).values():
-                        content = response.get("content", {})
-                        if PROBLEM in content and "application/json" in content:
-                            content[PROBLEM] = content.pop("application/json")
-        return app.openapi_schema or generate()
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = generate()  # FastAPI keeps it as app.openapi_schema
+        for path in spec.get("paths", {}).values():
+            for operation in path.values():
+                for response in operation.get("responses", {}).values():
+                    content = response.get("content", {})
+                    if PROBLEM in content and "application/json" in content:
+                        content[PROBLEM] = content.pop("application/json")
+        return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
 
