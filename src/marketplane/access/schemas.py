@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from marketplane.access.model import KeyKind, Role, Side, SupplierStatus
 
@@ -64,7 +64,9 @@ class StatusChange(BaseModel):
 
 class ClientIn(Strict):
     name: str = Field(min_length=1, max_length=200)
-    markup_bps: int = Field(default=0, ge=0, le=100_000, description="Markup in basis points.")
+    markup_bps: StrictInt = Field(
+        default=0, ge=0, le=100_000, description="Markup in basis points."
+    )
     allowed_suppliers: list[str] | None = Field(
         default=None, max_length=10_000, description="Supplier ids it may show; null: all."
     )
@@ -75,7 +77,7 @@ class ClientIn(Strict):
 
 class ClientPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    markup_bps: int | None = Field(default=None, ge=0, le=100_000)
+    markup_bps: StrictInt | None = Field(default=None, ge=0, le=100_000)
     allowed_suppliers: list[str] | None = Field(default=None, max_length=10_000)
     allowed_categories: list[str] | None = Field(default=None, max_length=10_000)
 

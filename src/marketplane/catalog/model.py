@@ -371,9 +371,19 @@ class SearchRequest:
         }
 
 
+# What the store search documents for its free-text parameters (longer is refused, not cut).
+PARAM_LIMITS = {"q": 200, "category": 400, "supplier": 400, "cursor": 500}
+
+
 def parse_search(params: Sequence[tuple[str, str]]) -> SearchRequest | list[FieldError]:
     """Parse the store's query string. Unknown `attr.` names are simply filters that match none."""
     errors: list[FieldError] = []
+    for key, value in params:
+        limit = PARAM_LIMITS.get(key)
+        if limit is not None and len(value) > limit:
+            errors.append(FieldError(key, "too_long", f"at most {limit} characters"))
+    if errors:
+        return errors
     single: dict[str, str] = {}
     equals: dict[str, list[str]] = {}
     ranges: dict[str, list[float | None]] = {}

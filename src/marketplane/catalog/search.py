@@ -160,6 +160,47 @@ def _scope(
     return conditions
 
 
+SMALL_SET = 1000  # offers holding a value, below which collecting them beats walking an order
+
+
+def _attribute_probe(
+    name: str,
+    sqlite: bool,
+    *,
+    values: list[str] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+) -> ColumnElement[bool]:
+    """Does this row hold the attribute value (or a number in range)? One primary-key probe."""
+    probe = offer_attrs.alias("probe")
+    bounds: list[ColumnElement[bool]] = [
+        probe.c.offer_pk == offers.c.pk,
+        _checked(probe.c.name, sqlite) == name,
+    ]
+    if values is not None:
+        bounds.append(_checked(probe.c.str_value, sqlite).in_(values))
+    number = _checked(probe.c.num_value, sqlite)
+    if low is not None:
+        bounds.append(number >= low)
+    if high is not None:
+        bounds.append(number <= high)
+    if low is not None or high is not None:
+        bounds.append(number.is_not(None))
+    return sa.select(sa.literal(1)).select_from(probe).where(*bounds).correlate(offers).exists()
+
+
+def small_set_count(name: str, values: Sequence[str]) -> sa.Select[Any]:
+    """How many offers hold an attribute value, counted no further than SMALL_SET + 1."""
+    forms = sorted({form for value in values for form in query_value_forms(value)})
+    held = (
+        sa.select(sa.literal(1))
+        .where(offer_attrs.c.name == name, offer_attrs.c.str_value.in_(forms))
+        .limit(SMALL_SET + 1)
+        .subquery()
+    )
+    return sa.select(sa.func.count()).select_from(held)
+
+
 @dataclass
 class SearchPlan:
     """The statements for one request: page segments in order, and each facet."""
@@ -175,7 +216,9 @@ def plan(
     text: TextMatch,
     view: ClientView | None,
     after: tuple[Any, ...] | None,
+    small_sets: frozenset[str] = frozenset(),
 ) -> SearchPlan:
+    """`small_sets`: attributes whose value few offers hold (see `small_set_count`)."""
     sqlite = text.sqlite
     markup = view.markup_bps if view else 0
     keys: tuple[str, ...] = ("pk",)
@@ -192,12 +235,14 @@ def plan(
             sa.or_(categories.c.id.in_(refs), categories.c.slug.in_(refs))
         )
         where.append(_checked(offers.c.category_id, sqlite).in_(known))
+    # When the attribute index is walked, nothing else may drive.
+    attribute_walk = request.sort is Sort.NEWEST and not request.terms and bool(request.attr_equals)
     where += _scope(
         offers.c.category_id,
         requested,
         view.allowed_categories if view else None,
         sqlite=sqlite,
-        may_drive=True,
+        may_drive=not attribute_walk,
     )
     # One supplier narrows a walk only when no category does.
     by_category = bool(request.categories) or bool(view and view.allowed_categories is not None)
@@ -206,7 +251,7 @@ def plan(
         request.suppliers,
         view.allowed_suppliers if view else None,
         sqlite=sqlite,
-        may_drive=not by_category,
+        may_drive=not by_category and not attribute_walk,
     )
     if request.currency:
         where.append(_checked(offers.c.currency, sqlite) == request.currency)
@@ -218,33 +263,25 @@ def plan(
         where.append(price_check >= base_floor(request.price_min, markup))
     if request.price_max is not None:
         where.append(price_check <= base_ceiling(request.price_max, markup))
+    driver: tuple[str, list[str]] | None = None
     for name, values in request.attr_equals:
         forms = sorted({form for value in values for form in query_value_forms(value)})
-        # An exact value is usually selective (an author, an ISBN): it may drive the query.
-        where.append(
-            offers.c.pk.in_(
-                sa.select(offer_attrs.c.offer_pk).where(
-                    offer_attrs.c.name == name, offer_attrs.c.str_value.in_(forms)
+        if attribute_walk and driver is None:
+            driver = (name, forms)  # walked below, newest first
+        elif name in small_sets:
+            # Few offers hold this value: collect them and sort (cheaper than walking the order).
+            where.append(
+                offers.c.pk.in_(
+                    sa.select(offer_attrs.c.offer_pk).where(
+                        offer_attrs.c.name == name, offer_attrs.c.str_value.in_(forms)
+                    )
                 )
             )
-        )
+        else:
+            where.append(_attribute_probe(name, sqlite, values=forms))
     for name, low, high in request.attr_ranges:
-        # A range is usually broad (nights ≥ 3): probe each row's attributes by primary key
-        # rather than collect every matching offer first.
-        probe = offer_attrs.alias("probe")
-        number = _checked(probe.c.num_value, sqlite)
-        bounds = [
-            probe.c.offer_pk == offers.c.pk,
-            _checked(probe.c.name, sqlite) == name,
-            number.is_not(None),
-        ]
-        if low is not None:
-            bounds.append(number >= low)
-        if high is not None:
-            bounds.append(number <= high)
-        where.append(
-            sa.select(sa.literal(1)).select_from(probe).where(*bounds).correlate(offers).exists()
-        )
+        # A range is usually broad (nights ≥ 3): probe each row's attributes by primary key.
+        where.append(_attribute_probe(name, sqlite, low=low, high=high))
 
     terms = request.terms
     filtered = [*where, text.filter(terms)] if terms else where
@@ -263,6 +300,20 @@ def plan(
     elif request.sort is Sort.NEWEST and terms:
         before = int(after[0]) if after else None
         segments.append((None, text.walk(columns, where, terms, None, before, size)))
+    elif request.sort is Sort.NEWEST and driver is not None:
+        name, forms = driver
+        walked = offer_attrs.alias("walked")
+        conditions = [walked.c.name == name, walked.c.str_value.in_(forms), *where]
+        if after:
+            conditions.append(walked.c.offer_pk < after[0])
+        statement = (
+            sa.select(*columns)
+            .select_from(walked.join(offers, offers.c.pk == walked.c.offer_pk))
+            .where(*conditions)
+            .order_by(walked.c.offer_pk.desc())
+            .limit(size)
+        )
+        segments.append((None, statement))
     elif request.sort is Sort.NEWEST:
         conditions = [*where, pk < after[0]] if after else where
         segments.append(

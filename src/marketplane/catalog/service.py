@@ -27,7 +27,14 @@ from marketplane.catalog.model import (
     attribute_rows,
     validate_offer,
 )
-from marketplane.catalog.search import TextMatch, plan, store_columns, visible_to
+from marketplane.catalog.search import (
+    SMALL_SET,
+    TextMatch,
+    plan,
+    small_set_count,
+    store_columns,
+    visible_to,
+)
 from marketplane.db.uow import UnitOfWork
 from marketplane.kernel.clock import rfc3339, utcnow
 from marketplane.kernel.errors import Conflict, FieldError, NotFound, ValidationFailed, field_error
@@ -394,7 +401,13 @@ async def search_offers(
         after = decode_cursor(
             request.cursor, expected_sort=str(request.sort), expected_fingerprint=fp, arity=arity
         ).key
-    planned = plan(request, text=text, view=view, after=after)
+    small: set[str] = set()
+    if request.sort in (Sort.PRICE, Sort.PRICE_DESC) and not request.terms:
+        for name, values in request.attr_equals:
+            held = (await uow.fetch(small_set_count(name, values)))[0][0]
+            if held <= SMALL_SET:
+                small.add(name)
+    planned = plan(request, text=text, view=view, after=after, small_sets=frozenset(small))
     rows: list[Any] = []
     for _, statement in planned.segments:
         rows.extend(await uow.fetch(statement))

@@ -18,7 +18,7 @@ from marketplane.catalog.routes import supply as catalog_supply
 from marketplane.http import errors
 from marketplane.http.idempotency import Idempotency, purge_expired
 from marketplane.http.middleware import BodyLimit, RequestId
-from marketplane.http.openapi import DocumentedJson, document_problems_as_problem_json, problems
+from marketplane.http.openapi import document_problems_as_problem_json, problems
 from marketplane.http.responses import Json
 from marketplane.settings import Settings, get_settings
 
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         version=__version__,
         summary="The back end of a marketplace: supply, catalog, search and more.",
         lifespan=lifespan,
-        default_response_class=DocumentedJson,
+        default_response_class=Json,
     )
     document_problems_as_problem_json(app)
     if platform is not None:

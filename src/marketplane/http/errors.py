@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from marketplane.http.middleware import _TooLarge
+from marketplane.http.middleware import BodyTooLarge
 from marketplane.http.responses import problem
 from marketplane.kernel.errors import MarketplaneError
 
@@ -73,7 +73,7 @@ async def on_validation_error(request: Request, exc: Exception) -> Response:
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    if isinstance(exc.__cause__, _TooLarge):
+    if isinstance(exc.__cause__, BodyTooLarge):
         # FastAPI turns any failure while reading the body into "400 error parsing the body";
         # a body over the limit is BodyLimit's to answer (413).
         raise exc.__cause__

@@ -6,14 +6,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
-from starlette.responses import JSONResponse
 
-from marketplane.http.responses import PROBLEM, Json
-
-
-class DocumentedJson(Json, JSONResponse):
-    """`Json` as the default response class: FastAPI documents a route's response_model only when
-    the response class is a JSONResponse (otherwise every success is declared a plain string)."""
+from marketplane.http.responses import PROBLEM
 
 
 class ProblemFieldError(BaseModel):

@@ -61,3 +61,9 @@ def test_the_fingerprint_ignores_paging() -> None:
         == _parse(q="a", limit="50").fingerprint_params()
     )
     assert _parse(q="a").fingerprint_params() != _parse(q="b").fingerprint_params()
+
+
+def test_free_text_parameters_over_their_limit_are_refused_not_cut() -> None:
+    errors = parse_search([("q", "a" * 201), ("cursor", "c" * 501)])
+    assert isinstance(errors, list)
+    assert {(e.field, e.code) for e in errors} == {("q", "too_long"), ("cursor", "too_long")}

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from marketplane.catalog import service
-from marketplane.catalog.model import STORE_FIELDS, Sort, parse_search
+from marketplane.catalog.model import PARAM_LIMITS, STORE_FIELDS, Sort, parse_search
 from marketplane.catalog.schemas import CategoryOut, ProductOut, StoreOfferOut, StoreOfferPage
 from marketplane.http.deps import PlatformDep, StoreReaderDep
 from marketplane.http.openapi import READ
@@ -29,11 +29,19 @@ def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 SEARCH_PARAMETERS = [
-    _param("q", {"type": "string", "maxLength": 200}, "Full-text query; every word must match."),
+    _param(
+        "q",
+        {"type": "string", "maxLength": PARAM_LIMITS["q"]},
+        "Full-text query; every word must match.",
+    ),
     _param(
         "category", {"type": "string", "maxLength": 400}, "Category ids or slugs, comma-separated."
     ),
-    _param("supplier", {"type": "string", "maxLength": 400}, "Supplier ids, comma-separated."),
+    _param(
+        "supplier",
+        {"type": "string", "maxLength": PARAM_LIMITS["supplier"]},
+        "Supplier ids, comma-separated.",
+    ),
     _param("price_min", {"type": "integer", "minimum": 0}, "Lowest price (minor units, as shown)."),
     _param(
         "price_max", {"type": "integer", "minimum": 0}, "Highest price (minor units, as shown)."
@@ -47,7 +55,11 @@ SEARCH_PARAMETERS = [
         "relevance (default with q), newest (default), price, -price.",
     ),
     _param("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Page size."),
-    _param("cursor", {"type": "string", "maxLength": 500}, "next_cursor of the previous page."),
+    _param(
+        "cursor",
+        {"type": "string", "maxLength": PARAM_LIMITS["cursor"]},
+        "next_cursor of the previous page.",
+    ),
     _param(
         "fields",
         {"type": "string"},
