@@ -410,7 +410,7 @@ async def search_offers(
     planned = plan(request, text=text, view=view, after=after, small_sets=frozenset(small))
     rows: list[Any] = []
     for _, statement in planned.segments:
-        rows.extend(await uow.fetch(statement))
+        rows.extend(await uow.fetch(statement, inline=not request.terms))
         if len(rows) > request.limit:
             break
     has_more = len(rows) > request.limit

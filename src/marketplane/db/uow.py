@@ -14,9 +14,16 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Connection, Executable, Row
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from marketplane.db.engine import Database
+
+INLINE_BUDGET = 200_000  # SQLite VM steps a read may take on the event loop
+
+
+def _interrupt() -> int:
+    return 1  # called once the budget is spent: stop the statement
 
 
 class UnitOfWork:
@@ -28,6 +35,7 @@ class UnitOfWork:
         self._inline: Connection | None = None
         self._open = False
         self.dialect = db.dialect
+        self.inline_overruns = 0
 
     @property
     def conn(self) -> AsyncConnection:
@@ -45,12 +53,26 @@ class UnitOfWork:
             self._tx = await self._conn.begin()
         return self._conn
 
-    async def fetch(self, statement: Executable) -> Sequence[Row[Any]]:
-        """All rows of a short read: inline on SQLite outside a write, else on `conn`."""
-        if not self._write and self._db.inline is not None:
+    async def fetch(self, statement: Executable, *, inline: bool = True) -> Sequence[Row[Any]]:
+        """All rows of a read. On SQLite outside a write it first runs inline on the event loop,
+        with a budget of INLINE_BUDGET virtual-machine steps (about a millisecond): a read that
+        needs more is interrupted and run again off the loop, so one slow query never stalls
+        every other request the process is serving. `inline=False` skips the first attempt: for
+        work the budget cannot see (full-text matching runs inside single steps)."""
+        if inline and not self._write and self._db.inline is not None:
             if self._inline is None:
                 self._inline = self._db.inline.connect()
-            return self._inline.execute(statement).all()
+            driver = self._inline.connection.driver_connection
+            assert driver is not None
+            driver.set_progress_handler(_interrupt, INLINE_BUDGET)
+            try:
+                return self._inline.execute(statement).all()
+            except OperationalError as exc:
+                if "interrupted" not in str(exc.orig):
+                    raise
+                self.inline_overruns += 1
+            finally:
+                driver.set_progress_handler(None, 0)
         return (await (await self.connection()).execute(statement)).all()
 
     async def __aenter__(self) -> UnitOfWork:
