@@ -30,125 +30,67 @@ STAYS_SCHEMA: dict[str, Any] = {
     "required": ["city", "check_in", "nights", "guests"],
 }
 
-ADJECTIVES = [
-    "silent",
-    "quiet",
-    "hidden",
-    "golden",
-    "broken",
-    "distant",
-    "crimson",
-    "endless",
-    "secret",
-    "northern",
-    "wild",
-    "forgotten",
-    "bright",
-    "little",
-    "last",
-    "lost",
-    "winter",
-    "summer",
-    "midnight",
-    "ancient",
-    "modern",
-    "gentle",
-    "stormy",
-    "velvet",
-    "iron",
-    "paper",
-    "glass",
-    "salt",
-]
-NOUNS = [
-    "river",
-    "garden",
-    "harbor",
-    "kingdom",
-    "letter",
-    "mountain",
-    "island",
-    "library",
-    "orchard",
-    "lantern",
-    "forest",
-    "city",
-    "voyage",
-    "mirror",
-    "engine",
-    "compass",
-    "bridge",
-    "archive",
-    "meadow",
-    "tide",
-    "atlas",
-    "canyon",
-    "market",
-    "clockmaker",
-    "cartographer",
-    "lighthouse",
-    "station",
-    "violin",
-]
-FIRST = [
-    "Ada",
-    "Jonas",
-    "Mira",
-    "Leo",
-    "Nora",
-    "Felix",
-    "Ines",
-    "Hugo",
-    "Clara",
-    "Otto",
-    "Lena",
-    "Marc",
-    "Sofia",
-    "Ivan",
-    "Elena",
-    "Yuki",
-]
-LAST = [
-    "Hartmann",
-    "Okafor",
-    "Lindqvist",
-    "Moreau",
-    "Castillo",
-    "Nakamura",
-    "Brennan",
-    "Novak",
-    "Rossi",
-    "Kowalski",
-    "Dubois",
-    "Fischer",
-    "Silva",
-    "Haddad",
-    "Jensen",
-    "Petrov",
-]
-CITIES = [
-    "Lisbon",
-    "Porto",
-    "Madrid",
-    "Seville",
-    "Paris",
-    "Lyon",
-    "Berlin",
-    "Munich",
-    "Vienna",
-    "Prague",
-    "Rome",
-    "Florence",
-    "Athens",
-    "Dublin",
-    "Amsterdam",
-    "Copenhagen",
-    "Oslo",
-    "Krakow",
-    "Budapest",
-    "Edinburgh",
-]
-STAY_KINDS = ["apartment", "loft", "studio", "cabin", "townhouse", "suite", "villa", "room"]
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+# Vocabularies sized so a large catalog looks like one: thousands of distinct titles and
+# authors, so that a search term matches a small share of offers, as in a real catalog.
+ADJECTIVES = _words(
+    "silent quiet hidden golden broken distant crimson endless secret northern wild forgotten "
+    "bright little last lost winter summer midnight ancient modern gentle stormy velvet iron "
+    "paper glass salt amber ashen autumn azure bitter blind bold brave burning calm cobalt cold "
+    "copper coral crooked cruel dark deep dusty early eastern electric emerald empty fading "
+    "faint false fierce final fragile frozen gilded glass grey hollow honest hungry idle indigo "
+    "inner invisible ivory jade lonely long lucky lunar marble mellow merry misty narrow "
+    "nameless noble olive open pale patient proud purple quick rare restless rough royal rusty "
+    "sacred scarlet shadowed sharp shining silver simple sleeping slow small southern spare "
+    "spring steady still strange sudden sunken sweet tender thin tidal twin urban vast violet "
+    "wandering warm western white wicked wooden young"
+)
+NOUNS = _words(
+    "river garden harbor kingdom letter mountain island library orchard lantern forest city "
+    "voyage mirror engine compass bridge archive meadow tide atlas canyon market clockmaker "
+    "cartographer lighthouse station violin anchor arrow ash bay bell bird blade border bottle "
+    "bread cabin candle castle cathedral cellar chapel chorus circus cloud coast comet crown "
+    "current dancer daughter desert diary door dream drum eagle echo ember empire falcon "
+    "feather ferry field fire flood flower fountain fox frontier gate ghost glacier glove "
+    "hammer harvest hill horizon hotel hunter inn journey key lake lark legend lion machine "
+    "map mask meridian mill moon mountaineer nest night oak ocean painter palace pilgrim "
+    "pine planet poet prince prophet quarry queen rain raven road rose sailor scholar sea "
+    "season shepherd ship shore signal singer sister sky song spire star stone storm summit "
+    "sun swan tailor tower traveler tree valley village vineyard voice wall watch wave well "
+    "whale wind window wolf"
+)
+FIRST = _words(
+    "Ada Jonas Mira Leo Nora Felix Ines Hugo Clara Otto Lena Marc Sofia Ivan Elena Yuki Aino "
+    "Bruno Carmen Dario Edith Farah Greta Hamid Ida Jamal Kaia Luca Maren Nils Olga Pablo "
+    "Quinn Rosa Samir Tilda Umar Vera Wim Xenia Yara Zeno Alma Boris Celia Dmitri Emil Freya"
+)
+LAST = _words(
+    "Hartmann Okafor Lindqvist Moreau Castillo Nakamura Brennan Novak Rossi Kowalski Dubois "
+    "Fischer Silva Haddad Jensen Petrov Abara Berg Conti Dahl Eriksen Ferreira Garcia Horvat "
+    "Ibsen Jovanovic Keller Laine Mendes Nielsen Olsen Pereira Quist Romano Sato Tanaka Urban "
+    "Vidal Weber Yilmaz Zoric Alvarez Bianchi Costa Duarte Engel Falk Gruber Holm Ito Kato "
+    "Lund Meyer Nagy Ortega Park Reyes Schmidt Torres Varga Wagner Young"
+)
+CITIES = _words(
+    "Lisbon Porto Madrid Seville Paris Lyon Berlin Munich Vienna Prague Rome Florence Athens "
+    "Dublin Amsterdam Copenhagen Oslo Krakow Budapest Edinburgh Barcelona Valencia Bordeaux "
+    "Marseille Nice Hamburg Cologne Zurich Geneva Milan Naples Venice Bologna Ljubljana Zagreb "
+    "Split Dubrovnik Belgrade Sofia Bucharest Riga Tallinn Vilnius Helsinki Stockholm Gothenburg "
+    "Bergen Reykjavik Galway Cork Bruges Ghent Antwerp Rotterdam Utrecht Salzburg Innsbruck "
+    "Graz Bratislava Brno"
+)
+STAY_KINDS = _words("apartment loft studio cabin townhouse suite villa room cottage chalet")
+TITLE_FORMS = (
+    "The {adj} {noun}",
+    "The {noun} of the {adj} {noun2}",
+    "{adj} {noun}",
+    "A {noun} for the {noun2}",
+    "The {noun2} and the {noun}",
+)
 
 
 def _isbn13(rng: random.Random) -> str:
@@ -164,7 +106,9 @@ def book_pool(seed: int, size: int) -> list[dict[str, Any]]:
     for _ in range(size):
         pool.append(
             {
-                "title": f"The {rng.choice(ADJECTIVES).title()} {rng.choice(NOUNS).title()}",
+                "title": rng.choice(TITLE_FORMS)
+                .format(adj=rng.choice(ADJECTIVES), noun=rng.choice(NOUNS), noun2=rng.choice(NOUNS))
+                .title(),
                 "isbn": _isbn13(rng),
                 "author": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
                 "year": rng.randrange(1950, 2026),
