@@ -23,7 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from marketplane.access.model import ClientView
 from marketplane.catalog.model import FACET_LIMIT, SearchRequest, Sort, query_value_forms
-from marketplane.catalog.store import categories, offer_attrs, offers
+from marketplane.catalog.store import offer_attrs, offers
 from marketplane.kernel.money import base_ceiling, base_floor
 
 _fts = sa.table("offers_fts", sa.column("rowid"))
@@ -130,13 +130,6 @@ def _checked(column: Any, sqlite: bool) -> Any:
     return sa.literal_column(f"+{column.table.name}.{column.name}") if sqlite else column
 
 
-def _category(ref: str) -> Any:
-    """A category id from an id or a slug, resolved inside the query (evaluated once)."""
-    if ref.startswith("cat_"):
-        return ref
-    return sa.select(categories.c.id).where(categories.c.slug == ref).scalar_subquery()
-
-
 def _scope(
     column: Any,
     requested: Sequence[Any],
@@ -216,6 +209,7 @@ def plan(
     text: TextMatch,
     view: ClientView | None,
     after: tuple[Any, ...] | None,
+    category_ids: Sequence[str] | None = None,
     small_sets: frozenset[str] = frozenset(),
 ) -> SearchPlan:
     """`small_sets`: attributes whose value few offers hold (see `small_set_count`)."""
@@ -228,18 +222,17 @@ def plan(
         keys = ("price_amount", "pk")
 
     where: list[ColumnElement[bool]] = [offers.c.live == 1]
-    refs = request.categories
-    requested: list[Any] = [_category(refs[0])] if len(refs) == 1 else []
-    if len(refs) > 1:
-        known = sa.select(categories.c.id).where(
-            sa.or_(categories.c.id.in_(refs), categories.c.slug.in_(refs))
-        )
-        where.append(_checked(offers.c.category_id, sqlite).in_(known))
+    # Categories arrive resolved to ids (`category_ids`): a planner that knows the value picks
+    # the right index; one behind a subquery walks blind.
+    ids = list(category_ids or ())
+    if len(ids) > 1:
+        where.append(_checked(offers.c.category_id, sqlite).in_(ids))
+        ids = []
     # When the attribute index is walked, nothing else may drive.
     attribute_walk = request.sort is Sort.NEWEST and not request.terms and bool(request.attr_equals)
     where += _scope(
         offers.c.category_id,
-        requested,
+        ids,
         view.allowed_categories if view else None,
         sqlite=sqlite,
         may_drive=not attribute_walk,

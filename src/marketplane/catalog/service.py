@@ -389,6 +389,21 @@ def present_store_offer(
     return {name: full[name] for name in fields}
 
 
+async def resolve_categories(uow: UnitOfWork, refs: Sequence[str]) -> tuple[str, ...]:
+    """Category ids for ids or slugs; unknown ones are dropped (they match nothing)."""
+    query = sa.select(store.categories.c.id).where(
+        sa.or_(store.categories.c.id.in_(list(refs)), store.categories.c.slug.in_(list(refs)))
+    )
+    return tuple(sorted(r.id for r in await uow.fetch(query)))
+
+
+def _empty_page(request: SearchRequest) -> dict[str, Any]:
+    page: dict[str, Any] = {"data": [], "has_more": False, "next_cursor": None}
+    if request.facets:
+        page["facets"] = {name: [] for name in request.facets}
+    return page
+
+
 async def search_offers(
     uow: UnitOfWork, *, view: ClientView | None, request: SearchRequest
 ) -> dict[str, Any]:
@@ -401,13 +416,25 @@ async def search_offers(
         after = decode_cursor(
             request.cursor, expected_sort=str(request.sort), expected_fingerprint=fp, arity=arity
         ).key
+    category_ids = None
+    if request.categories:
+        category_ids = await resolve_categories(uow, request.categories)
+        if not category_ids:
+            return _empty_page(request)
     small: set[str] = set()
     if request.sort in (Sort.PRICE, Sort.PRICE_DESC) and not request.terms:
         for name, values in request.attr_equals:
             held = (await uow.fetch(small_set_count(name, values)))[0][0]
             if held <= SMALL_SET:
                 small.add(name)
-    planned = plan(request, text=text, view=view, after=after, small_sets=frozenset(small))
+    planned = plan(
+        request,
+        text=text,
+        view=view,
+        after=after,
+        category_ids=category_ids,
+        small_sets=frozenset(small),
+    )
     rows: list[Any] = []
     for _, statement in planned.segments:
         rows.extend(await uow.fetch(statement, inline=not request.terms))
