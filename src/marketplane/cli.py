@@ -78,18 +78,23 @@ def run_server(settings: Settings) -> None:
     if settings.workers > 1 and settings.is_sqlite:
         console.print("[yellow]SQLite serves from one process; use PostgreSQL for --workers.[/]")
         settings = settings.model_copy(update={"workers": 1})
-    os.environ["MARKETPLANE_DATABASE_URL"] = settings.database_url
-    uvicorn.run(
-        "marketplane.http.app:factory",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-    )
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": settings.log_level,
+        "access_log": settings.access_log,
+    }
+    if settings.workers == 1:
+        from marketplane.http.app import create_app
+
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        return
+    # Worker processes build their own app: hand them these settings through the environment.
+    for name, value in settings.model_dump().items():
+        os.environ[f"MARKETPLANE_{name.upper()}"] = str(value)
+    uvicorn.run("marketplane.http.app:factory", factory=True, workers=settings.workers, **options)  # type: ignore[arg-type]
 
 
 @app.command()

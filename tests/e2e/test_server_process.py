@@ -66,23 +66,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _server(env: dict[str, str], cwd: Path) -> Iterator[str]:
-    """`marketplane serve` on a free port; yields its base URL once /readyz answers 200."""
+def _server(env: dict[str, str], cwd: Path, *command: str) -> Iterator[str]:
+    """`marketplane serve` (or another serving command) on a free port; yields its base URL once
+    /readyz answers 200."""
+    command = command or ("serve", "--host", "127.0.0.1")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = cwd / f"server-{port}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "marketplane",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            [sys.executable, "-m", "marketplane", *command, "--port", str(port)],
             env=env,
             cwd=cwd,
             stdout=log,
