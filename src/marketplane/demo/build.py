@@ -37,7 +37,7 @@ class DemoSummary:
             f"marketplane demo: {self.offers:,} offers. Try:",
             "",
             "# full-text search, newest first, with facets (web shop client)",
-            f'curl -s "{base}/store/v1/offers?q=golden+river&facets=category,attr.author" '
+            f'curl -s "{base}/store/v1/offers?q=river&facets=category,attr.author" '
             f'-H "Authorization: Bearer {web}"',
             "# attribute filters and price sort (publishable key: read-only, browser-safe)",
             f'curl -s "{base}/store/v1/offers?category=stays&attr.city=Lisbon&attr.nights_min=3'
