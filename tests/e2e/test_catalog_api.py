@@ -150,3 +150,26 @@ async def test_delete_hides_the_offer_everywhere(market: Market) -> None:
     assert gone.status_code == 404
     own = await market.api.get("/supply/v1/offers/A", headers=market.auth(supplier))
     assert own.status_code == 404
+
+
+async def test_facets_count_within_every_filter_whatever_drives_the_page(market: Market) -> None:
+    # given stays in two cities
+    _, supplier = await market.supplier()
+    _, client = await market.client()
+    await market.put(supplier, "S1", stay(city="Lisbon", nights=2))
+    await market.put(supplier, "S2", stay(city="Lisbon", nights=5))
+    await market.put(supplier, "S3", stay(city="Porto", nights=5))
+    for sort in ("newest", "price", "-price"):
+        # when a page is filtered on an exact attribute value
+        page = await market.store(
+            client,
+            "/store/v1/offers",
+            sort=sort,
+            facets="attr.nights,attr.city",
+            **{"attr.city": "Lisbon"},
+        )
+        # then the page and its facets agree
+        body = page.json()
+        assert len(body["data"]) == 2, sort
+        assert body["facets"]["attr.city"] == [{"value": "Lisbon", "count": 2}], sort
+        assert sorted(f["value"] for f in body["facets"]["attr.nights"]) == ["2", "5"], sort

@@ -198,7 +198,7 @@ def small_set_count(name: str, values: Sequence[str]) -> sa.Select[Any]:
 class SearchPlan:
     """The statements for one request: page segments in order, and each facet."""
 
-    segments: list[tuple[int | None, sa.Select[Any]]]
+    segments: list[sa.Select[Any]]
     facets: dict[str, sa.Select[Any]] = field(default_factory=dict)
     key_columns: tuple[str, ...] = ("pk",)
 
@@ -278,21 +278,24 @@ def plan(
 
     terms = request.terms
     filtered = [*where, text.filter(terms)] if terms else where
-    facets = {name: _facet(name, filtered) for name in request.facets}
+    counted = (
+        [*filtered, _attribute_probe(driver[0], sqlite, values=driver[1])] if driver else filtered
+    )
+    facets = {name: _facet(name, counted) for name in request.facets}
     columns = store_columns(sqlite)
     size = request.limit + 1
     pk = offers.c.pk
-    segments: list[tuple[int | None, sa.Select[Any]]] = []
+    segments: list[sa.Select[Any]] = []
 
     if request.sort is Sort.RELEVANCE:
         tiers = (1, 0) if not after else ((1, 0) if after[0] == 1 else (0,))
         for tier in tiers:
             before = int(after[1]) if after and after[0] == tier else None
             tier_columns = [*columns, sa.literal(tier).label("tier")]
-            segments.append((tier, text.walk(tier_columns, where, terms, tier, before, size)))
+            segments.append(text.walk(tier_columns, where, terms, tier, before, size))
     elif request.sort is Sort.NEWEST and terms:
         before = int(after[0]) if after else None
-        segments.append((None, text.walk(columns, where, terms, None, before, size)))
+        segments.append(text.walk(columns, where, terms, None, before, size))
     elif request.sort is Sort.NEWEST and driver is not None:
         name, forms = driver
         walked = offer_attrs.alias("walked")
@@ -306,12 +309,10 @@ def plan(
             .order_by(walked.c.offer_pk.desc())
             .limit(size)
         )
-        segments.append((None, statement))
+        segments.append(statement)
     elif request.sort is Sort.NEWEST:
         conditions = [*where, pk < after[0]] if after else where
-        segments.append(
-            (None, sa.select(*columns).where(*conditions).order_by(pk.desc()).limit(size))
-        )
+        segments.append(sa.select(*columns).where(*conditions).order_by(pk.desc()).limit(size))
     else:
         ascending = request.sort is Sort.PRICE
         conditions = list(filtered)
@@ -320,7 +321,7 @@ def plan(
             tie = pk > after[1] if ascending else pk < after[1]
             conditions.append(sa.or_(beyond, sa.and_(price == after[0], tie)))
         order = [price.asc(), pk.asc()] if ascending else [price.desc(), pk.desc()]
-        segments.append((None, sa.select(*columns).where(*conditions).order_by(*order).limit(size)))
+        segments.append(sa.select(*columns).where(*conditions).order_by(*order).limit(size))
     return SearchPlan(segments=segments, facets=facets, key_columns=keys)
 
 

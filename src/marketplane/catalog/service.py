@@ -436,7 +436,7 @@ async def search_offers(
         small_sets=frozenset(small),
     )
     rows: list[Any] = []
-    for _, statement in planned.segments:
+    for statement in planned.segments:
         rows.extend(await uow.fetch(statement, inline=not request.terms))
         if len(rows) > request.limit:
             break
