@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from conftest import Market, book, stay
 
 
@@ -173,3 +175,21 @@ async def test_facets_count_within_every_filter_whatever_drives_the_page(market:
         assert len(body["data"]) == 2, sort
         assert body["facets"]["attr.city"] == [{"value": "Lisbon", "count": 2}], sort
         assert sorted(f["value"] for f in body["facets"]["attr.nights"]) == ["2", "5"], sort
+
+
+async def test_many_concurrent_searches_all_complete(market: Market) -> None:
+    # given more concurrent requests than any connection pool holds, each with a facet (which
+    # reads off the event loop after its page was read on it)
+    _, supplier = await market.supplier()
+    _, client = await market.client()
+    for n in range(5):
+        await market.put(supplier, f"S-{n}", stay(city="Lisbon"))
+    requests = [
+        market.store(client, "/store/v1/offers", facets="attr.city", limit=2, sort=sort)
+        for sort in ("newest", "price", "-price") * 12
+    ]
+    # when they all run at once (bounded, so a deadlock fails instead of hanging)
+    responses = await asyncio.wait_for(asyncio.gather(*requests), timeout=60)
+    # then every one was answered
+    assert [r.status_code for r in responses] == [200] * len(requests)
+    assert all(r.json()["facets"]["attr.city"][0]["count"] == 5 for r in responses)

@@ -89,8 +89,11 @@ def _sqlite_inline_engine(url: str) -> Engine:
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
         connect_args={"check_same_thread": False},
-        pool_size=4,
-        max_overflow=4,
+        # Used only on the event loop, one statement at a time: one connection is enough, and
+        # waiting for another would block the loop, so fail at once instead.
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=0.001,
     )
     _configure_sqlite(engine, writer=False)
     return engine

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Row
+from sqlalchemy import Executable, Row
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
@@ -32,7 +32,6 @@ class UnitOfWork:
         self._write = write
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
-        self._inline: Connection | None = None
         self._open = False
         self.dialect = db.dialect
         self.inline_overruns = 0
@@ -60,19 +59,21 @@ class UnitOfWork:
         every other request the process is serving. `inline=False` skips the first attempt: for
         work the budget cannot see (full-text matching runs inside single steps)."""
         if inline and not self._write and self._db.inline is not None:
-            if self._inline is None:
-                self._inline = self._db.inline.connect()
-            driver = self._inline.connection.driver_connection
-            assert driver is not None
-            driver.set_progress_handler(_interrupt, INLINE_BUDGET)
-            try:
-                return self._inline.execute(statement).all()
-            except OperationalError as exc:
-                if "interrupted" not in str(exc.orig):
-                    raise
-                self.inline_overruns += 1
-            finally:
-                driver.set_progress_handler(None, 0)
+            # Checked out and returned within this call, never held across an await: a
+            # connection kept while other requests run would let them exhaust the pool and
+            # block the event loop waiting for one.
+            with self._db.inline.connect() as conn:
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                driver.set_progress_handler(_interrupt, INLINE_BUDGET)
+                try:
+                    return conn.execute(statement).all()
+                except OperationalError as exc:
+                    if "interrupted" not in str(exc.orig):
+                        raise
+                    self.inline_overruns += 1
+                finally:
+                    driver.set_progress_handler(None, 0)
         return (await (await self.connection()).execute(statement)).all()
 
     async def __aenter__(self) -> UnitOfWork:
@@ -95,8 +96,6 @@ class UnitOfWork:
     ) -> None:
         self._open = False
         try:
-            if self._inline is not None:
-                self._inline.close()
             if self._tx is not None and self._tx.is_active:
                 await self._tx.rollback()
         finally:
@@ -104,4 +103,3 @@ class UnitOfWork:
                 await self._conn.close()
             self._conn = None
             self._tx = None
-            self._inline = None
