@@ -27,6 +27,9 @@ from marketplane.catalog.store import offer_attrs, offers
 from marketplane.kernel.money import base_ceiling, base_floor
 
 _fts = sa.table("offers_fts", sa.column("rowid"))
+# `live = 1` written into the SQL, not bound: a planner proves a partial index applies (its
+# WHERE is `live = 1`) only from a literal; a generic plan with `live = $1` cannot use one.
+LIVE: Any = sa.literal_column("1")
 _fts_table: ColumnElement[Any] = sa.literal_column("offers_fts")
 
 
@@ -221,7 +224,7 @@ def plan(
     elif request.sort in (Sort.PRICE, Sort.PRICE_DESC):
         keys = ("price_amount", "pk")
 
-    where: list[ColumnElement[bool]] = [offers.c.live == 1]
+    where: list[ColumnElement[bool]] = [offers.c.live == LIVE]
     # Categories arrive resolved to ids (`category_ids`): a planner that knows the value picks
     # the right index; one behind a subquery walks blind.
     ids = list(category_ids or ())
@@ -327,7 +330,7 @@ def plan(
 
 def visible_to(view: ClientView | None) -> list[ColumnElement[bool]]:
     """What a client may see of single offers: live ones inside its configuration."""
-    conditions: list[ColumnElement[bool]] = [offers.c.live == 1]
+    conditions: list[ColumnElement[bool]] = [offers.c.live == LIVE]
     if view is not None and view.allowed_suppliers is not None:
         conditions.append(offers.c.supplier_id.in_(sorted(view.allowed_suppliers)))
     if view is not None and view.allowed_categories is not None:
