@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -66,6 +67,27 @@ SUPPLIERS = (
 )
 
 
+def tree_hash(*folders: Path) -> str:
+    """A short hash of the .py files under the folders, or of the files, given (what code and
+    schema were measured)."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted(folder.rglob("*.py")) if folder.is_dir() else [folder]:
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def schema_hash() -> str:
+    """The cache key's schema and data part: the migrations (0001 may still be edited in place)
+    and the demo generators the offers come from."""
+    src = ROOT / "src" / "marketplane"
+    return tree_hash(src / "db" / "migrations" / "versions", src / "demo" / "data.py")
+
+
+def src_hash() -> str:
+    return tree_hash(ROOT / "src")
+
+
 def log(message: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -95,7 +117,15 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 async def build_marketplace(url: str, offers: int) -> dict[str, Any]:
-    """Creates the marketplace through the services; returns the keys and the load timings."""
+    """Creates the marketplace through the services; returns the keys and the load timings.
+
+    On PostgreSQL it runs ANALYZE each time the table has doubled (from 2,000 offers), as
+    autovacuum would: the server here has autovacuum off (conf.d/90-ci.conf), and without
+    statistics the planner reads the sku lookup of every batch (`store.existing_offers`) through
+    ix_offers_supplier_pk, filtering all the supplier's offers against 1000 parameters, so the
+    load slows down with every batch (1,036 offers/s over the first 50,000, 726 by 100,000).
+    The ANALYZE time is part of the load time.
+    """
     from marketplane.access import service as access
     from marketplane.access.model import KeyKind
     from marketplane.bootstrap import migrated
@@ -154,6 +184,7 @@ async def build_marketplace(url: str, offers: int) -> dict[str, Any]:
             ("Nomad Rooms", data.stays(4, offers - 3 * share, prefix="NR")),
         ]
         loaded = 0
+        analyzed_at, analyze_count, analyze_seconds = 1000, 0, 0.0
         load_started = time.perf_counter()
         report_every = max(BATCH, offers // 20)
         for name, drafts in plan:
@@ -167,6 +198,13 @@ async def build_marketplace(url: str, offers: int) -> dict[str, Any]:
                 if failed:
                     raise RuntimeError(f"offer not created: {failed[0]}")
                 loaded += len(chunk)
+                if platform.db.dialect == "postgresql" and loaded >= 2 * analyzed_at:
+                    analyze_started = time.perf_counter()
+                    async with platform.db.writer.connect() as conn:
+                        await conn.exec_driver_sql("ANALYZE")
+                        await conn.commit()
+                    analyzed_at, analyze_count = loaded, analyze_count + 1
+                    analyze_seconds += time.perf_counter() - analyze_started
                 if loaded % report_every < BATCH:
                     elapsed = time.perf_counter() - load_started
                     log(f"  loaded {loaded:,}/{offers:,} ({loaded / elapsed:,.0f} offers/s)")
@@ -178,6 +216,7 @@ async def build_marketplace(url: str, offers: int) -> dict[str, Any]:
         "keys": {"web": web_key, "travel": travel_key},
         "setup_seconds": round(setup_seconds, 2),
         "load_seconds": round(load_seconds, 2),
+        "analyze_during_load": {"count": analyze_count, "seconds": round(analyze_seconds, 2)},
     }
 
 
@@ -185,14 +224,22 @@ def _sqlite_files(path: Path) -> list[Path]:
     return [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
 
 
+def cache_name(backend: str, offers: int) -> str:
+    """Cached data is keyed by backend, offer count and schema."""
+    return f"{backend}-{offers}-{schema_hash()}"
+
+
 def prepare_sqlite(offers: int, rebuild: bool) -> tuple[str, dict[str, Any], bool]:
-    path = CACHE / f"sqlite-{offers}.db"
-    meta_path = CACHE / f"sqlite-{offers}.json"
+    name = cache_name("sqlite", offers)
+    path = CACHE / f"{name}.db"
+    meta_path = CACHE / f"{name}.json"
     if path.exists() and meta_path.exists() and not rebuild:
         return f"sqlite+aiosqlite:///{path}", json.loads(meta_path.read_text()), True
     CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = CACHE / f"sqlite-{offers}.building.db"
-    for file in _sqlite_files(tmp) + _sqlite_files(path) + [meta_path]:
+    tmp = CACHE / f"{name}.building.db"
+    # Older builds of this size (another schema) go: a million offers take over a gigabyte.
+    stale = [p for p in CACHE.glob(f"sqlite-{offers}-*") if p.suffix in (".db", ".json")]
+    for file in [*_sqlite_files(tmp), *_sqlite_files(path), meta_path, *stale]:
         file.unlink(missing_ok=True)
     log(f"building SQLite marketplane with {offers:,} offers in {tmp}")
     meta = asyncio.run(build_marketplace(f"sqlite+aiosqlite:///{tmp}", offers))
@@ -236,6 +283,19 @@ async def _pg_admin(*statements: str, database: str = "postgres") -> None:
         await conn.close()
 
 
+async def _pg_databases(prefix: str) -> list[str]:
+    """Bench databases of this size: `prefix` itself and `prefix_<schema>`."""
+    import asyncpg
+
+    conn = await asyncpg.connect(f"{PG_SERVER}/postgres")
+    try:
+        rows = await conn.fetch("SELECT datname FROM pg_database")
+    finally:
+        await conn.close()
+    names = [r["datname"] for r in rows]
+    return [n for n in names if n == prefix or n.startswith(prefix + "_")]
+
+
 async def _pg_size(database: str) -> int:
     import asyncpg
 
@@ -247,16 +307,20 @@ async def _pg_size(database: str) -> int:
 
 
 def prepare_postgres(offers: int, rebuild: bool) -> tuple[str, dict[str, Any], bool]:
-    database = f"marketplane_bench_{offers}"
+    name = cache_name("postgres", offers)
+    database = f"marketplane_bench_{offers}_{name.rsplit('-', 1)[1]}"
     url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
-    meta_path = CACHE / f"postgres-{offers}.json"
+    meta_path = CACHE / f"{name}.json"
     if meta_path.exists() and not rebuild and asyncio.run(_pg_offer_count(database)) == offers:
         return url, json.loads(meta_path.read_text()), True
     CACHE.mkdir(parents=True, exist_ok=True)
-    meta_path.unlink(missing_ok=True)
+    for stale in CACHE.glob(f"postgres-{offers}*.json"):
+        stale.unlink()
+    older = asyncio.run(_pg_databases(f"marketplane_bench_{offers}"))
     asyncio.run(
         _pg_admin(
-            f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", f"CREATE DATABASE {database}"
+            *(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)" for db in {*older, database}),
+            f"CREATE DATABASE {database}",
         )
     )
     log(f"building PostgreSQL marketplane with {offers:,} offers in database {database}")
@@ -448,10 +512,40 @@ def build_mix(base: str, keys: dict[str, str], path: Path) -> dict[str, Any]:
         raise RuntimeError("no 20-item page came back for the ceiling")
     rng.shuffle(entries)
     path.write_text("".join(f"{keys[who]} {target}\n" for _, who, target in entries))
+    # The kind of each line, for bench/explain.py.
+    path.with_suffix(".kinds.json").write_text(json.dumps([kind for kind, _, _ in entries]))
     kinds: dict[str, int] = {}
     for kind, _, _ in entries:
         kinds[kind] = kinds.get(kind, 0) + 1
     return {"entries": entries, "kinds": kinds, "empty_first_pages": empty, "page20": page20}
+
+
+def reuse_mix(path: Path) -> dict[str, Any]:
+    """The request list a previous run wrote (its cursors stay valid on the same data)."""
+    tokens = {}
+    kinds = json.loads(path.with_suffix(".kinds.json").read_text())
+    entries = []
+    for line, kind in zip(path.read_text().splitlines(), kinds, strict=True):
+        token, target = line.split(" ", 1)
+        who = tokens.setdefault(token, f"key{len(tokens)}")
+        entries.append((kind, who, target))
+    counts: dict[str, int] = {}
+    for kind, _, _ in entries:
+        counts[kind] = counts.get(kind, 0) + 1
+    return {"entries": entries, "kinds": counts, "keys": {v: k for k, v in tokens.items()}}
+
+
+def only_kinds(mix: dict[str, Any], kinds: list[str], labels: dict[str, str]) -> dict[str, Any]:
+    """The mix cut down to some kinds, in a request list of its own (e.g. the cheap queries
+    alone, to see the cost of the request path without the database)."""
+    unknown = set(kinds) - set(mix["kinds"])
+    if unknown:
+        raise SystemExit(f"unknown kinds {sorted(unknown)}; known: {', '.join(mix['kinds'])}")
+    entries = [e for e in mix["entries"] if e[0] in kinds]
+    path = CACHE / f"requests-only-{'+'.join(sorted(kinds))}.txt"
+    path.write_text("".join(f"{labels[who]} {target}\n" for _, who, target in entries))
+    counts = {k: v for k, v in mix["kinds"].items() if k in kinds}
+    return {**mix, "entries": entries, "kinds": counts, "path": path}
 
 
 def time_each(
@@ -587,7 +681,7 @@ def summarise_profile(path: Path, top: int = 25) -> dict[str, Any]:
             continue
         count = int(count_text)
         frames = stack.split(";")
-        thread = frames[0].split(" ")[0] if frames else "?"
+        thread = _thread_role(frames)
         threads[thread] = threads.get(thread, 0) + count
         total += count
         seen = set()
@@ -610,6 +704,18 @@ def summarise_profile(path: Path, top: int = 25) -> dict[str, Any]:
         "inclusive": share(inclusive),
         "self": share(self_time),
     }
+
+
+def _thread_role(frames: list[str]) -> str:
+    """event loop, aiosqlite worker running SQL / waiting for work, or another thread."""
+    joined = ";".join(frames)
+    if "MainThread" in frames[0]:
+        return "event loop"
+    if "_connection_worker_thread (aiosqlite/core.py:59)" in joined:
+        return "aiosqlite worker: waiting"
+    if "_connection_worker_thread" in joined:
+        return "aiosqlite worker: running"
+    return "other"
 
 
 def _module_of(frame: str) -> str:
@@ -659,6 +765,7 @@ def bench_backend(
             "load_seconds": meta["load_seconds"],
             "offers_per_s": round(meta["offers"] / meta["load_seconds"], 1),
             "setup_seconds": meta["setup_seconds"],
+            "analyze_during_load": meta.get("analyze_during_load"),
             "finish": meta["finish"],
             "finish_seconds": meta["finish_seconds"],
             "database_mb": round(meta["bytes"] / 1e6, 1),
@@ -669,18 +776,32 @@ def bench_backend(
     if args.load_only:
         return []
     keys = meta["keys"]
-    requests = CACHE / f"requests-{backend}-{args.offers}.txt"
-    page_path = CACHE / f"page-20-{backend}-{args.offers}.json"
+    name = cache_name(backend, args.offers)
+    requests = CACHE / f"requests-{name}.txt"
+    page_path = CACHE / f"page-20-{name}.json"
+    code_before = src_hash()
     connections = [int(c) for c in args.connections.split(",")]
     search: dict[int, dict[str, Any]] = {}
     ceiling: dict[int, dict[str, Any]] = {}
-    argv = [str(BIN / "marketplane"), "serve", "--port", str(port := free_port())]
-    log(f"{backend}: starting marketplane serve on 127.0.0.1:{port}")
-    with running(f"marketplane-{backend}", argv, marketplane_env(url), port) as server:
-        mix = build_mix(server.base, keys, requests)
-        page_path.write_bytes(json.dumps(mix["page20"]).encode())
+    port = free_port()
+    argv = [str(BIN / "marketplane"), "serve", "--port", str(port)]
+    env = marketplane_env(url)
+    if args.whatif:
+        argv = [sys.executable, str(HERE / "whatif.py"), *argv[1:]]
+        env["WHATIF"] = args.whatif
+    log(f"{backend}: starting {' '.join(argv[1:])} on 127.0.0.1:{port}")
+    with running(f"marketplane-{backend}", argv, env, port) as server:
+        if args.reuse_mix and requests.exists() and page_path.exists():
+            mix = reuse_mix(requests)
+        else:
+            mix = build_mix(server.base, keys, requests)
+            page_path.write_bytes(json.dumps(mix["page20"]).encode())
+        labels = mix.get("keys", keys)
+        if args.kinds:
+            mix = only_kinds(mix, args.kinds.split(","), labels)
+            requests = mix["path"]
         log(f"{backend}: mix of {len(mix['entries'])} requests {mix['kinds']}")
-        by_kind = time_each(server.base, keys, mix["entries"], args.repeat) if args.repeat else {}
+        by_kind = time_each(server.base, labels, mix["entries"], args.repeat) if args.repeat else {}
         log(f"{backend}: warming up ({args.warmup:g}s)")
         wrk(server.base, requests, connections[0], args.warmup, args.threads)
         for c in connections:
@@ -689,7 +810,10 @@ def bench_backend(
             log(f"{backend}: c{c} {search[c]}")
         profile_path = None
         if args.profile:
-            raw_path = RESULTS / f"profile-{backend}-{args.offers}-{stamp}.txt"
+            label = "".join(
+                f"-{value.replace(',', '+')}" for value in (args.kinds, args.whatif) if value
+            )
+            raw_path = RESULTS / f"profile-{backend}-{args.offers}{label}-{stamp}.txt"
             log(f"{backend}: py-spy during one more c16 run")
             profile_path = profile(server, server.base, requests, args.duration, raw_path)
     ceiling_port = free_port()
@@ -703,13 +827,20 @@ def bench_backend(
     ]
     log(f"{backend}: starting the ceiling on 127.0.0.1:{ceiling_port}")
     with running(f"ceiling-{backend}", ceiling_argv, dict(os.environ), ceiling_port) as server:
-        ceiling_alone_ms = time_ceiling(server.base)
+        ceiling_alone_ms = time_ceiling(server.base) if by_kind else 0.0
         wrk(server.base, requests, connections[0], min(args.warmup, 3), args.threads)
         for c in connections:
             ceiling[c] = wrk(server.base, requests, c, args.duration, args.threads)
             log(f"{backend}: ceiling c{c} {ceiling[c]}")
 
-    common = {"backend": backend, "offers": args.offers}
+    common: dict[str, Any] = {"backend": backend, "offers": args.offers}
+    if args.kinds:
+        common["kinds"] = args.kinds
+    if args.whatif:
+        common["whatif"] = args.whatif
+    if src_hash() != code_before:
+        log(f"{backend}: src/ changed during the run: these figures may mix two versions")
+        common["src_changed_during_run"] = True
     records = []
     for c in connections:
         out.emit(
@@ -802,6 +933,15 @@ def main() -> int:
     parser.add_argument("--rebuild", action="store_true", help="ignore the cached marketplace")
     parser.add_argument("--load-only", action="store_true", help="build (or check) and stop")
     parser.add_argument("--profile", action="store_true", help="py-spy the server (extra run)")
+    parser.add_argument(
+        "--reuse-mix", action="store_true", help="replay the request list of the last run"
+    )
+    parser.add_argument(
+        "--kinds", help="only these kinds of the mix, e.g. browse,price,cat+price (see search.lua)"
+    )
+    parser.add_argument(
+        "--whatif", help="serve through bench/whatif.py with these patches, e.g. auth,dep,gc"
+    )
     parser.add_argument("--out", type=Path, help="JSON lines file (default bench/results/…)")
     args = parser.parse_args()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -814,6 +954,9 @@ def main() -> int:
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": " ".join([".venv/bin/python", "bench/search.py", *sys.argv[1:]]),
             "commit": git_commit(),
+            "src": src_hash(),
+            "schema": schema_hash(),
+            "whatif": args.whatif,
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
             "sqlite": sqlite3.sqlite_version,
