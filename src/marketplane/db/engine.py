@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -38,6 +38,8 @@ class Database:
     reader: AsyncEngine
     writer: AsyncEngine
     inline: Engine | None = None
+    # Facts about this database that never change once true (a category slug's id).
+    memo: dict[str, str] = field(default_factory=dict)
 
     @property
     def dialect(self) -> str:

@@ -42,6 +42,11 @@ class UnitOfWork:
             raise RuntimeError("the unit of work is not open; use `await uow.connection()`")
         return self._conn
 
+    @property
+    def memo(self) -> dict[str, str]:
+        """Facts about this database that never change once true: safe to remember."""
+        return self._db.memo
+
     async def connection(self) -> AsyncConnection:
         """The async connection, opened (with its transaction) on first use."""
         if not self._open:

@@ -17,7 +17,8 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Bearer mk_live_
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a hop on every request.
     platform: Platform = request.app.state.platform
     return platform
 
@@ -26,7 +27,7 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 async def _resolve(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
-    platform = get_platform(request)
+    platform: Platform = request.app.state.platform
     token = credentials.credentials if credentials else None
     principal = await platform.auth.authenticate(token)
     request.state.principal = principal
