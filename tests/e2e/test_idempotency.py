@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 
 from conftest import Market, book
+from marketplane.bootstrap import Platform
+from marketplane.http import idempotency
 
 
 async def test_a_replay_returns_the_first_response_and_creates_nothing_new(market: Market) -> None:
@@ -62,20 +64,29 @@ async def test_a_bad_idempotency_key_is_400(market: Market) -> None:
     assert response.json()["code"] == "invalid_idempotency_key"
 
 
-async def test_a_duplicate_while_the_first_is_in_flight_is_409(market: Market) -> None:
-    # given a batch big enough to still be running when its duplicate arrives
+async def test_a_duplicate_while_the_first_is_in_flight_is_409(
+    market: Market, platform: Platform
+) -> None:
+    # given a request with this key still running (here, or in another process)
     _, supplier = await market.supplier()
-    body = {"offers": [{**book(), "sku": f"S-{n}"} for n in range(300)]}
-    headers = {**market.auth(supplier), "Idempotency-Key": "slow-batch"}
-    # when both are sent at once
-    first, second = await asyncio.gather(
-        market.api.post("/supply/v1/offers/batch", json=body, headers=headers),
-        market.api.post("/supply/v1/offers/batch", json=body, headers=headers),
+    body = {"offers": [{**book(), "sku": "S-1"}]}
+    raw = json.dumps(body).encode()
+    headers = {
+        **market.auth(supplier),
+        "Idempotency-Key": "slow-batch",
+        "content-type": "application/json",
+    }
+    holder = await idempotency.claim(
+        platform,
+        idempotency.scope_of(headers["Authorization"]),
+        "slow-batch",
+        idempotency.fingerprint_of("/supply/v1/offers/batch", b"", raw),
     )
-    # then one ran and the other was told to retry; a retry now replays the first answer
-    assert sorted([first.status_code, second.status_code]) == [200, 409]
-    refused = first if first.status_code == 409 else second
-    assert refused.json()["code"] == "idempotency_in_flight"
-    retry = await market.api.post("/supply/v1/offers/batch", json=body, headers=headers)
-    assert retry.status_code == 200
-    assert retry.headers["idempotent-replayed"] == "true"
+    assert holder is None  # the key is now held, in flight
+    # when the duplicate arrives
+    response = await market.api.post("/supply/v1/offers/batch", content=raw, headers=headers)
+    # then it is told to retry, and nothing was written
+    assert response.status_code == 409
+    assert response.json()["code"] == "idempotency_in_flight"
+    listed = await market.api.get("/supply/v1/offers", headers=market.auth(supplier))
+    assert listed.json()["data"] == []

@@ -67,13 +67,10 @@ class Idempotency:
             )(scope, receive, send)
             return
         body = await _read_body(receive)
-        auth = _header(scope, b"authorization") or ""
-        scoped = hashlib.sha256(auth.encode()).hexdigest()
-        fingerprint = hashlib.sha256(
-            b"\0".join([scope["path"].encode(), scope.get("query_string", b""), body])
-        ).hexdigest()
+        scoped = scope_of(_header(scope, b"authorization"))
+        fingerprint = fingerprint_of(scope["path"], scope.get("query_string", b""), body)
         platform = scope["app"].state.platform
-        outcome = await _claim(platform, scoped, key, fingerprint)
+        outcome = await claim(platform, scoped, key, fingerprint)
         if outcome is not None:
             await _answer_existing(outcome, fingerprint, request_id, scope, receive, send)
             return
@@ -97,6 +94,15 @@ class Idempotency:
             await _settle(platform, scoped, key, captured)
 
 
+def scope_of(authorization: str | None) -> str:
+    """Keys are scoped to the API key that sent them (by its hash: unguessable, never stored)."""
+    return hashlib.sha256((authorization or "").encode()).hexdigest()
+
+
+def fingerprint_of(path: str, query: bytes, body: bytes) -> str:
+    return hashlib.sha256(b"\0".join([path.encode(), query, body])).hexdigest()
+
+
 async def _read_body(receive: Receive) -> bytes:
     chunks = []
     while True:
@@ -106,7 +112,7 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _claim(platform: Any, scoped: str, key: str, fingerprint: str) -> Any:
+async def claim(platform: Any, scoped: str, key: str, fingerprint: str) -> Any:
     """Insert the key as in flight; returns the existing row when someone holds it already."""
     now = utcnow()
     async with UnitOfWork(platform.db) as uow:
