@@ -103,7 +103,7 @@ async def main_async(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(HERE))
     from marketplane.bootstrap import build
     from marketplane.settings import Settings
-    from search import cache_name
+    from search import Output, cache_name, git_commit, src_hash
 
     name = cache_name(args.backend, args.offers)
     requests = CACHE / f"requests-{name}.txt"
@@ -130,6 +130,9 @@ async def main_async(args: argparse.Namespace) -> None:
     finally:
         await platform.close()
 
+    out = Output(args.out or HERE / "results" / f"search-sql-{time.strftime('%Y-%m-%d')}.jsonl")
+    common = {"backend": args.backend, "offers": args.offers, "commit": git_commit()}
+    common["src"] = src_hash()
     by_kind: dict[str, list[tuple[float, str, list[float], list[tuple[str, tuple[Any, ...]]]]]] = {}
     for line, statements in zip(lines, captured, strict=True):
         per_statement: list[list[float]] = [[] for _ in statements]
@@ -148,25 +151,21 @@ async def main_async(args: argparse.Namespace) -> None:
     for kind, timed in sorted(by_kind.items()):
         values = sorted(total for total, _, _, _ in timed)
         slowest = max(timed, key=lambda item: item[0])
-        print(
-            json.dumps(
-                {
-                    "bench": "search-sql",
-                    "backend": args.backend,
-                    "offers": args.offers,
-                    "kind": kind,
-                    "requests": len(values),
-                    "statements_per_request": round(
-                        statistics.mean(len(statements) for _, _, _, statements in timed), 2
-                    ),
-                    "median_ms": round(statistics.median(values), 3),
-                    "p90_ms": round(values[int(0.9 * (len(values) - 1))], 3),
-                    "max_ms": round(slowest[0], 3),
-                    "slowest": slowest[1],
-                    "slowest_statements_ms": [round(ms, 3) for ms in slowest[2]],
-                }
-            ),
-            flush=True,
+        out.emit(
+            {
+                "bench": "search-sql",
+                **common,
+                "kind": kind,
+                "requests": len(values),
+                "statements_per_request": round(
+                    statistics.mean(len(statements) for _, _, _, statements in timed), 2
+                ),
+                "median_ms": round(statistics.median(values), 3),
+                "p90_ms": round(values[int(0.9 * (len(values) - 1))], 3),
+                "max_ms": round(slowest[0], 3),
+                "slowest": slowest[1],
+                "slowest_statements_ms": [round(ms, 3) for ms in slowest[2]],
+            }
         )
         if slowest[3]:
             worst = max(range(len(slowest[3])), key=lambda i: slowest[2][i])
@@ -185,6 +184,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.2, help="time spent per request")
     parser.add_argument("--kind", help="only this kind")
     parser.add_argument("--show-sql", action="store_true")
+    parser.add_argument("--out", type=Path, help="JSON lines file (default bench/results/…)")
     asyncio.run(main_async(parser.parse_args()))
 
 

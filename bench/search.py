@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import hashlib
 import json
 import os
@@ -750,9 +751,7 @@ def git_commit() -> str | None:
     return None
 
 
-def bench_backend(
-    backend: str, args: argparse.Namespace, out: Output, stamp: str
-) -> list[dict[str, Any]]:
+def bench_backend(backend: str, args: argparse.Namespace, out: Output) -> list[dict[str, Any]]:
     started = time.perf_counter()
     prepare = prepare_sqlite if backend == "sqlite" else prepare_postgres
     url, meta, cached = prepare(args.offers, args.rebuild)
@@ -786,9 +785,6 @@ def bench_backend(
     port = free_port()
     argv = [str(BIN / "marketplane"), "serve", "--port", str(port)]
     env = marketplane_env(url)
-    if args.whatif:
-        argv = [sys.executable, str(HERE / "whatif.py"), *argv[1:]]
-        env["WHATIF"] = args.whatif
     log(f"{backend}: starting {' '.join(argv[1:])} on 127.0.0.1:{port}")
     with running(f"marketplane-{backend}", argv, env, port) as server:
         if args.reuse_mix and requests.exists() and page_path.exists():
@@ -810,10 +806,9 @@ def bench_backend(
             log(f"{backend}: c{c} {search[c]}")
         profile_path = None
         if args.profile:
-            label = "".join(
-                f"-{value.replace(',', '+')}" for value in (args.kinds, args.whatif) if value
-            )
-            raw_path = RESULTS / f"profile-{backend}-{args.offers}{label}-{stamp}.txt"
+            label = "".join(f"-{value.replace(',', '+')}" for value in (args.kinds,) if value)
+            when = datetime.now(UTC).strftime("%Y-%m-%dT%H%M")
+            raw_path = RESULTS / f"profile-{backend}-{args.offers}{label}-{when}.txt"
             log(f"{backend}: py-spy during one more c16 run")
             profile_path = profile(server, server.base, requests, args.duration, raw_path)
     ceiling_port = free_port()
@@ -836,8 +831,6 @@ def bench_backend(
     common: dict[str, Any] = {"backend": backend, "offers": args.offers}
     if args.kinds:
         common["kinds"] = args.kinds
-    if args.whatif:
-        common["whatif"] = args.whatif
     if src_hash() != code_before:
         log(f"{backend}: src/ changed during the run: these figures may mix two versions")
         common["src_changed_during_run"] = True
@@ -903,6 +896,11 @@ def bench_backend(
         summary = summarise_profile(profile_path)
         summary_path = profile_path.with_suffix(".summary.json")
         summary_path.write_text(json.dumps(summary, indent=2))
+        # Raw stacks (py-spy's collapsed format, for a flame graph) are kept gzipped.
+        packed = profile_path.with_suffix(".txt.gz")
+        packed.write_bytes(gzip.compress(profile_path.read_bytes()))
+        profile_path.unlink()
+        profile_path = packed
         out.emit(
             {
                 "bench": "profile",
@@ -939,9 +937,6 @@ def main() -> int:
     parser.add_argument(
         "--kinds", help="only these kinds of the mix, e.g. browse,price,cat+price (see search.lua)"
     )
-    parser.add_argument(
-        "--whatif", help="serve through bench/whatif.py with these patches, e.g. auth,dep,gc"
-    )
     parser.add_argument("--out", type=Path, help="JSON lines file (default bench/results/…)")
     args = parser.parse_args()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -956,7 +951,6 @@ def main() -> int:
             "commit": git_commit(),
             "src": src_hash(),
             "schema": schema_hash(),
-            "whatif": args.whatif,
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
             "sqlite": sqlite3.sqlite_version,
@@ -967,7 +961,7 @@ def main() -> int:
     )
     met = True
     for backend in backends:
-        for record in bench_backend(backend, args, out, stamp):
+        for record in bench_backend(backend, args, out):
             if backend == "sqlite" and "target_met" in record:
                 met = met and record["target_met"]
     log(f"results: {out.path}")
