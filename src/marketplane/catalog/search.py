@@ -156,10 +156,7 @@ def _scope(
     return conditions
 
 
-# Offers holding a value, up to which collecting and sorting them beats walking a sort order.
-# Collecting costs at most this many lookups (~10 ms at 1M offers); a walk has no such bound when
-# the filter correlates with the order (measured: a city filter by price walked 716 ms).
-SMALL_SET = 10_000
+SMALL_SET = 1000  # offers holding a value, below which collecting them beats walking an order
 
 
 def _attribute_probe(
@@ -234,16 +231,14 @@ def plan(
     if len(ids) > 1:
         where.append(_checked(offers.c.category_id, sqlite).in_(ids))
         ids = []
-    # When the attribute index is walked, or a small set of offers is collected, nothing else
-    # may drive the query.
+    # When the attribute index is walked, nothing else may drive.
     attribute_walk = request.sort is Sort.NEWEST and not request.terms and bool(request.attr_equals)
-    collect = any(name in small_sets for name, _ in request.attr_equals) and not attribute_walk
     where += _scope(
         offers.c.category_id,
         ids,
         view.allowed_categories if view else None,
         sqlite=sqlite,
-        may_drive=not (attribute_walk or collect),
+        may_drive=not attribute_walk,
     )
     # One supplier narrows a walk only when no category does.
     by_category = bool(request.categories) or bool(view and view.allowed_categories is not None)
@@ -252,13 +247,14 @@ def plan(
         request.suppliers,
         view.allowed_suppliers if view else None,
         sqlite=sqlite,
-        may_drive=not (by_category or attribute_walk or collect),
+        may_drive=not by_category and not attribute_walk,
     )
     if request.currency:
         where.append(_checked(offers.c.currency, sqlite) == request.currency)
-    by_price = request.sort in (Sort.PRICE, Sort.PRICE_DESC)
-    price = _checked(offers.c.price_amount, sqlite) if collect else offers.c.price_amount
-    price_check = price if by_price or collect else _checked(price, sqlite)
+    price = offers.c.price_amount
+    price_check = (
+        price if request.sort in (Sort.PRICE, Sort.PRICE_DESC) else _checked(price, sqlite)
+    )
     if request.price_min is not None:
         where.append(price_check >= base_floor(request.price_min, markup))
     if request.price_max is not None:
