@@ -39,10 +39,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode
@@ -60,12 +59,6 @@ PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 BATCH = 1000
 TARGET_P99_MS = 10.0
 TARGET_RATIO = 0.5
-SUPPLIERS = (
-    ("Paper Lane Books", True),
-    ("Chapter House", True),
-    ("Harbor Stays", True),
-    ("Nomad Rooms", False),  # pending: its offers are a sandbox, invisible to clients
-)
 
 
 def tree_hash(*folders: Path) -> str:
@@ -111,12 +104,6 @@ class Output:
 # --- building the marketplace -----------------------------------------------------------------
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
 async def build_marketplace(url: str, offers: int) -> dict[str, Any]:
     """Creates the marketplace through the services; returns the keys and the load timings.
 
@@ -127,72 +114,28 @@ async def build_marketplace(url: str, offers: int) -> dict[str, Any]:
     load slows down with every batch (1,036 offers/s over the first 50,000, 726 by 100,000).
     The ANALYZE time is part of the load time.
     """
-    from marketplane.access import service as access
-    from marketplane.access.model import KeyKind
     from marketplane.bootstrap import migrated
     from marketplane.catalog import service as catalog
-    from marketplane.demo import data
+    from marketplane.demo.build import chunks, create_marketplace, offer_plan
     from marketplane.settings import Settings
 
     started = time.perf_counter()
     platform = await migrated(Settings(database_url=url))
     try:
         async with platform.uow() as uow:
-            owner = await access.bootstrap_owner(uow)
-            assert owner is not None, "the bench database is not empty"
-            await catalog.create_category(
-                uow, slug="books", name="Books", attribute_schema=data.BOOKS_SCHEMA
-            )
-            stays = await catalog.create_category(
-                uow, slug="stays", name="Stays", attribute_schema=data.STAYS_SCHEMA
-            )
-            suppliers: dict[str, str] = {}
-            for name, approve in SUPPLIERS:
-                supplier = await access.create_supplier(uow, name=name, email=None)
-                if approve:
-                    supplier = await access.transition_supplier(
-                        uow, supplier_id=supplier.id, action="approve", actor=owner[0].id
-                    )
-                await catalog.apply_supplier_status(
-                    uow, supplier_id=supplier.id, status=supplier.status
-                )
-                suppliers[name] = supplier.id
-            web = await access.create_client(
-                uow, name="Web shop", markup_bps=0, allowed_suppliers=None, allowed_categories=None
-            )
-            travel = await access.create_client(
-                uow,
-                name="Travel affiliate",
-                markup_bps=500,
-                allowed_suppliers=None,
-                allowed_categories=[stays.id],
-            )
-            _, web_key = await access.issue_key(
-                uow, owner_type="client", owner_id=web.id, kind=KeyKind.SECRET
-            )
-            _, travel_key = await access.issue_key(
-                uow, owner_type="client", owner_id=travel.id, kind=KeyKind.SECRET
-            )
+            market = await create_marketplace(uow)
             await uow.commit()
         setup_seconds = time.perf_counter() - started
 
-        pool = data.book_pool(7, max(1000, offers // 20))
-        share = offers // 4
-        plan = [
-            ("Paper Lane Books", data.books(1, share, pool=pool, prefix="PLB")),
-            ("Chapter House", data.books(2, share, pool=pool, prefix="CH")),
-            ("Harbor Stays", data.stays(3, share, prefix="HS")),
-            ("Nomad Rooms", data.stays(4, offers - 3 * share, prefix="NR")),
-        ]
         loaded = 0
         analyzed_at, analyze_count, analyze_seconds = 1000, 0, 0.0
         load_started = time.perf_counter()
         report_every = max(BATCH, offers // 20)
-        for name, drafts in plan:
-            for chunk in _chunks(drafts, BATCH):
+        for name, drafts in offer_plan(offers):
+            for chunk in chunks(drafts, BATCH):
                 async with platform.uow() as uow:
                     results = await catalog.upsert_offers(
-                        uow, supplier_id=suppliers[name], drafts=chunk, source="bench"
+                        uow, supplier_id=market.supplier_ids[name], drafts=chunk, source="bench"
                     )
                     await uow.commit()
                 failed = [r for r in results if r.outcome != "created"]
@@ -214,7 +157,10 @@ async def build_marketplace(url: str, offers: int) -> dict[str, Any]:
         await platform.close()
     return {
         "offers": loaded,
-        "keys": {"web": web_key, "travel": travel_key},
+        "keys": {
+            "web": market.client_keys["web shop (secret)"],
+            "travel": market.client_keys["travel affiliate (secret)"],
+        },
         "setup_seconds": round(setup_seconds, 2),
         "load_seconds": round(load_seconds, 2),
         "analyze_during_load": {"count": analyze_count, "seconds": round(analyze_seconds, 2)},

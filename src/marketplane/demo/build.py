@@ -15,6 +15,7 @@ from marketplane.access.model import KeyKind
 from marketplane.bootstrap import Platform, migrated
 from marketplane.catalog import service as catalog
 from marketplane.catalog.model import OfferDraft
+from marketplane.db.uow import UnitOfWork
 from marketplane.demo import data
 from marketplane.settings import Settings
 
@@ -24,6 +25,7 @@ BATCH = 1000
 @dataclass
 class DemoSummary:
     operator_key: str
+    supplier_ids: dict[str, str] = field(default_factory=dict)
     supplier_keys: dict[str, str] = field(default_factory=dict)
     client_keys: dict[str, str] = field(default_factory=dict)
     offers: int = 0
@@ -59,10 +61,73 @@ class DemoSummary:
         return "\n".join(lines)
 
 
-def _chunks(drafts: Iterable[OfferDraft], size: int) -> Iterator[list[OfferDraft]]:
+SUPPLIERS = (
+    ("Paper Lane Books", True),
+    ("Chapter House", True),
+    ("Harbor Stays", True),
+    ("Nomad Rooms", False),  # pending: its offers are a sandbox, invisible to clients
+)
+
+
+def chunks(drafts: Iterable[OfferDraft], size: int) -> Iterator[list[OfferDraft]]:
     iterator = iter(drafts)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+def offer_plan(offers: int) -> list[tuple[str, Iterator[OfferDraft]]]:
+    """Which supplier sells which generated offers: books from two suppliers sharing a pool of
+    titles (so products have buy boxes), stays from a third, the rest from the pending one."""
+    pool = data.book_pool(7, max(1000, offers // 20))
+    share = offers // 4
+    return [
+        ("Paper Lane Books", data.books(1, share, pool=pool, prefix="PLB")),
+        ("Chapter House", data.books(2, share, pool=pool, prefix="CH")),
+        ("Harbor Stays", data.stays(3, share, prefix="HS")),
+        ("Nomad Rooms", data.stays(4, offers - 3 * share, prefix="NR")),
+    ]
+
+
+async def create_marketplace(uow: UnitOfWork) -> DemoSummary:
+    """Everything but the offers: the owner, categories, suppliers, clients and their keys."""
+    owner = await access.bootstrap_owner(uow)
+    if owner is None:
+        raise RuntimeError("the database already has a team; build the demo on an empty one")
+    summary = DemoSummary(operator_key=owner[1])
+    await catalog.create_category(
+        uow, slug="books", name="Books", attribute_schema=data.BOOKS_SCHEMA
+    )
+    stays = await catalog.create_category(
+        uow, slug="stays", name="Stays", attribute_schema=data.STAYS_SCHEMA
+    )
+    for name, approve in SUPPLIERS:
+        supplier = await access.create_supplier(uow, name=name, email=None)
+        if approve:
+            supplier = await access.transition_supplier(
+                uow, supplier_id=supplier.id, action="approve", actor=owner[0].id
+            )
+        await catalog.apply_supplier_status(uow, supplier_id=supplier.id, status=supplier.status)
+        summary.supplier_ids[name] = supplier.id
+        _, token = await access.issue_key(uow, owner_type="supplier", owner_id=supplier.id)
+        summary.supplier_keys[name] = token
+    web = await access.create_client(
+        uow, name="Web shop", markup_bps=0, allowed_suppliers=None, allowed_categories=None
+    )
+    travel = await access.create_client(
+        uow,
+        name="Travel affiliate",
+        markup_bps=500,
+        allowed_suppliers=None,
+        allowed_categories=[stays.id],
+    )
+    for label, client_id, kind in (
+        ("web shop (secret)", web.id, KeyKind.SECRET),
+        ("web shop (publishable)", web.id, KeyKind.PUBLISHABLE),
+        ("travel affiliate (secret)", travel.id, KeyKind.SECRET),
+    ):
+        _, token = await access.issue_key(uow, owner_type="client", owner_id=client_id, kind=kind)
+        summary.client_keys[label] = token
+    return summary
 
 
 async def _load(
@@ -73,7 +138,7 @@ async def _load(
     task: TaskID,
 ) -> int:
     loaded = 0
-    for chunk in _chunks(drafts, BATCH):
+    for chunk in chunks(drafts, BATCH):
         async with platform.uow() as uow:
             results = await catalog.upsert_offers(
                 uow, supplier_id=supplier_id, drafts=chunk, source="demo"
@@ -99,66 +164,14 @@ async def build_demo(
     platform = await migrated(settings)
     try:
         async with platform.uow() as uow:
-            owner = await access.bootstrap_owner(uow)
-            assert owner is not None
-            summary = DemoSummary(operator_key=owner[1])
-            books = await catalog.create_category(
-                uow, slug="books", name="Books", attribute_schema=data.BOOKS_SCHEMA
-            )
-            stays = await catalog.create_category(
-                uow, slug="stays", name="Stays", attribute_schema=data.STAYS_SCHEMA
-            )
-            suppliers = {}
-            for name, approve in (
-                ("Paper Lane Books", True),
-                ("Chapter House", True),
-                ("Harbor Stays", True),
-                ("Nomad Rooms", False),  # pending: its offers are a sandbox, invisible to clients
-            ):
-                supplier = await access.create_supplier(uow, name=name, email=None)
-                if approve:
-                    supplier = await access.transition_supplier(
-                        uow, supplier_id=supplier.id, action="approve", actor=owner[0].id
-                    )
-                await catalog.apply_supplier_status(
-                    uow, supplier_id=supplier.id, status=supplier.status
-                )
-                suppliers[name] = supplier.id
-                _, token = await access.issue_key(uow, owner_type="supplier", owner_id=supplier.id)
-                summary.supplier_keys[name] = token
-            web = await access.create_client(
-                uow, name="Web shop", markup_bps=0, allowed_suppliers=None, allowed_categories=None
-            )
-            travel = await access.create_client(
-                uow,
-                name="Travel affiliate",
-                markup_bps=500,
-                allowed_suppliers=None,
-                allowed_categories=[stays.id],
-            )
-            for label, client_id, kind in (
-                ("web shop (secret)", web.id, KeyKind.SECRET),
-                ("web shop (publishable)", web.id, KeyKind.PUBLISHABLE),
-                ("travel affiliate (secret)", travel.id, KeyKind.SECRET),
-            ):
-                _, token = await access.issue_key(
-                    uow, owner_type="client", owner_id=client_id, kind=kind
-                )
-                summary.client_keys[label] = token
+            summary = await create_marketplace(uow)
             await uow.commit()
-        assert books.slug == "books"
-        pool = data.book_pool(7, max(1000, offers // 20))
-        share = offers // 4
-        plan = [
-            ("Paper Lane Books", data.books(1, share, pool=pool, prefix="PLB")),
-            ("Chapter House", data.books(2, share, pool=pool, prefix="CH")),
-            ("Harbor Stays", data.stays(3, share, prefix="HS")),
-            ("Nomad Rooms", data.stays(4, offers - 3 * share, prefix="NR")),
-        ]
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("generating offers", total=offers)
-            for name, drafts in plan:
-                summary.offers += await _load(platform, suppliers[name], drafts, progress, task)
+            for name, drafts in offer_plan(offers):
+                summary.offers += await _load(
+                    platform, summary.supplier_ids[name], drafts, progress, task
+                )
     finally:
         await platform.close()
     return summary
