@@ -51,11 +51,11 @@ class TextMatch:
     def _pg_query(self, terms: Sequence[str], tier: int | None) -> ColumnElement[bool]:
         every = " & ".join(f"'{t}'" for t in terms)
         in_title = " & ".join(f"'{t}':A" for t in terms)
-        text = (
-            {1: in_title, 0: f"({every}) & !({in_title})"}.get(tier, every)
-            if tier is not None
-            else every
-        )
+        text = every
+        if tier == 1:
+            text = in_title
+        elif tier == 0:
+            text = f"({every}) & !({in_title})"
         return sa.literal_column("offers.search_tsv").op("@@")(
             sa.func.to_tsquery(sa.literal_column("'simple'"), text)
         )

@@ -10,6 +10,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from marketplane import currency
 from marketplane.access.model import ClientView
@@ -282,8 +283,6 @@ async def _products_for(uow: UnitOfWork, offers: list[ValidOffer], now: Any) -> 
     if fresh:
         if uow.dialect == "postgresql":
             # Another transaction may create the same product: let the first one win.
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
             await (await uow.connection()).execute(
                 pg_insert(store.products).on_conflict_do_nothing(index_elements=["gtin"]),
                 list(fresh.values()),

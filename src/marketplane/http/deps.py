@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from marketplane.access.model import KeyKind, Permission, Principal, Side, may
+from marketplane.access.model import Permission, Principal, Side, may
 from marketplane.access.service import require_side
 from marketplane.bootstrap import Platform
 from marketplane.kernel.errors import Forbidden
@@ -60,13 +60,5 @@ async def store_reader(request: Request, credentials: Credentials) -> Principal:
     return principal
 
 
-async def store_writer(request: Request, credentials: Credentials) -> Principal:
-    principal = await store_reader(request, credentials)
-    if principal.kind is KeyKind.PUBLISHABLE:
-        raise Forbidden("a publishable key may only read", code="publishable_key_read_only")
-    return principal
-
-
 SupplierDep = Annotated[Principal, Depends(supplier)]
 StoreReaderDep = Annotated[Principal, Depends(store_reader)]
-StoreWriterDep = Annotated[Principal, Depends(store_writer)]

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from marketplane.db.metadata import metadata
@@ -178,8 +179,6 @@ async def _answer_existing(
             request_id=request_id,
         )
     else:
-        from starlette.responses import Response
-
         response = Response(
             row.body,
             status_code=row.status_code,

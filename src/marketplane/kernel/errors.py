@@ -81,12 +81,5 @@ class InvalidTransition(Conflict):
     code: str = "invalid_transition"
 
 
-@dataclass
-class PayloadTooLarge(MarketplaneError):
-    code: str = "payload_too_large"
-    status = 413
-    title = "Payload too large"
-
-
 def field_error(path: str, code: str, message: str) -> ValidationFailed:
     return ValidationFailed(message, errors=[FieldError(path, code, message)])

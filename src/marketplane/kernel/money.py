@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 MAX_AMOUNT = 10**15  # a quadrillion minor units: far above any price, far below BIGINT
 BPS = 10_000
 _DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    amount: int
-    currency: str
-
-    def as_wire(self) -> dict[str, int | str]:
-        return {"amount": self.amount, "currency": self.currency}
 
 
 class PrecisionError(ValueError):

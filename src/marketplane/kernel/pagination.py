@@ -10,14 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from marketplane.kernel.errors import BadRequest, FieldError
-
-MAX_LIMIT = 100
-DEFAULT_LIMIT = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +57,3 @@ def decode_cursor(
     ):
         raise _invalid("the cursor is not one this API issued")
     return Cursor(sort=sort, key=tuple(key), fingerprint=fp)
-
-
-def check_limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(
-            f"limit must be between 1 and {MAX_LIMIT}",
-            code="invalid_limit",
-            errors=[FieldError("limit", "out_of_range", f"between 1 and {MAX_LIMIT}")],
-        )
-    return limit
-
-
-def page_envelope(
-    data: Sequence[Any], *, has_more: bool, next_cursor: str | None
-) -> dict[str, Any]:
-    return {"data": list(data), "has_more": has_more, "next_cursor": next_cursor}
