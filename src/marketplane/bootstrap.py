@@ -8,6 +8,7 @@ from marketplane.access.service import Authenticator
 from marketplane.db import migrate
 from marketplane.db.engine import Database, connect
 from marketplane.db.uow import UnitOfWork
+from marketplane.kernel.versioned_cache import VersionedCache
 from marketplane.settings import Settings
 
 
@@ -16,6 +17,7 @@ class Platform:
     settings: Settings
     db: Database
     auth: Authenticator
+    store_cache: VersionedCache
 
     def uow(self, *, write: bool = True) -> UnitOfWork:
         return UnitOfWork(self.db, write=write)
@@ -30,6 +32,7 @@ def build(settings: Settings) -> Platform:
         settings=settings,
         db=db,
         auth=Authenticator(db, ttl=settings.key_cache_seconds),
+        store_cache=VersionedCache(settings.store_cache_mb * 1024 * 1024),
     )
 
 

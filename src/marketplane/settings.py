@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(
         default=1.0, ge=0, description="How long a process trusts a key it verified."
     )
+    store_cache_mb: int = Field(
+        default=64,
+        ge=0,
+        description="Memory for store answers kept until the next commit (0 turns it off).",
+    )
     batch_max_items: int = Field(default=1000, ge=1)
     pg_pool_size: int = 10
     log_level: str = "warning"

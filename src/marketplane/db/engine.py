@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,12 @@ def _sqlite_inline_engine(url: str) -> Engine:
         pool_timeout=0.001,
     )
     _configure_sqlite(engine, writer=False)
+    serials = itertools.count(1)
+
+    @event.listens_for(engine, "connect")
+    def _number(_dbapi_connection: Any, record: Any) -> None:
+        record.info["serial"] = next(serials)  # data_version counts per connection
+
     return engine
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from starlette.responses import JSONResponse, Response
 
+JSON = "application/json"
 PROBLEM = "application/problem+json"
 
 

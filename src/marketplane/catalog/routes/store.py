@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import asdict
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
+from marketplane.bootstrap import Platform
 from marketplane.catalog import service
 from marketplane.catalog.model import PARAM_LIMITS, STORE_FIELDS, Sort, parse_search
 from marketplane.catalog.schemas import CategoryOut, ProductOut, StoreOfferOut, StoreOfferPage
+from marketplane.db.uow import UnitOfWork
 from marketplane.http.deps import PlatformDep, StoreReaderDep
 from marketplane.http.openapi import READ
-from marketplane.http.responses import Json
+from marketplane.http.responses import JSON, Json
 from marketplane.kernel.errors import ValidationFailed
 
 router = APIRouter(prefix="/store/v1", tags=["store: catalog"])
@@ -73,6 +78,27 @@ ATTR_DOC = (
 )
 
 
+CACHE_HEADER = "X-Marketplane-Cache"
+
+
+async def _answer(
+    platform: Platform, key: Hashable, compute: Callable[[UnitOfWork], Awaitable[Any]]
+) -> Response:
+    """The answer for `key`: from the store cache while nothing has been committed since it was
+    computed, else computed now (and kept)."""
+    cache = platform.store_cache
+    async with platform.uow(write=False) as uow:
+        if not cache.enabled:
+            return Json(await compute(uow))
+        version = await uow.data_version()
+        body = cache.get(version, key)
+        if body is not None:
+            return Response(body, media_type=JSON, headers={CACHE_HEADER: "hit"})
+        body = orjson.dumps(await compute(uow))
+    cache.put(version, key, body)
+    return Response(body, media_type=JSON, headers={CACHE_HEADER: "miss"})
+
+
 @router.get(
     "/offers",
     response_model=StoreOfferPage,
@@ -82,12 +108,15 @@ ATTR_DOC = (
     openapi_extra={"parameters": SEARCH_PARAMETERS},
 )
 async def list_offers(request: Request, platform: PlatformDep, principal: StoreReaderDep) -> Any:
-    parsed = parse_search(request.query_params.multi_items())
-    if isinstance(parsed, list):
-        raise ValidationFailed(f"{parsed[0].field}: {parsed[0].message}", errors=parsed)
-    async with platform.uow(write=False) as uow:
-        page = await service.search_offers(uow, view=principal.client, request=parsed)
-    return Json(page)
+    params = tuple(request.query_params.multi_items())
+
+    async def compute(uow: UnitOfWork) -> Any:
+        parsed = parse_search(params)
+        if isinstance(parsed, list):
+            raise ValidationFailed(f"{parsed[0].field}: {parsed[0].message}", errors=parsed)
+        return await service.search_offers(uow, view=principal.client, request=parsed)
+
+    return await _answer(platform, ("offers", principal.client, params), compute)
 
 
 @router.get(
@@ -97,10 +126,12 @@ async def list_offers(request: Request, platform: PlatformDep, principal: StoreR
     operation_id="store_get_offer",
 )
 async def get_offer(offer_id: str, platform: PlatformDep, principal: StoreReaderDep) -> Any:
-    async with platform.uow(write=False) as uow:
+    async def compute(uow: UnitOfWork) -> Any:
         row = await service.store_offer(uow, view=principal.client, offer_id=offer_id)
-    markup = principal.client.markup_bps if principal.client else 0
-    return Json(service.present_store_offer(row, markup))
+        markup = principal.client.markup_bps if principal.client else 0
+        return service.present_store_offer(row, markup)
+
+    return await _answer(platform, ("offer", principal.client, offer_id), compute)
 
 
 @router.get(
@@ -110,8 +141,10 @@ async def get_offer(offer_id: str, platform: PlatformDep, principal: StoreReader
     operation_id="store_get_product",
 )
 async def get_product(product_id: str, platform: PlatformDep, principal: StoreReaderDep) -> Any:
-    async with platform.uow(write=False) as uow:
-        return Json(await service.store_product(uow, view=principal.client, product_id=product_id))
+    async def compute(uow: UnitOfWork) -> Any:
+        return await service.store_product(uow, view=principal.client, product_id=product_id)
+
+    return await _answer(platform, ("product", principal.client, product_id), compute)
 
 
 @router.get(
