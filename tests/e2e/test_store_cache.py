@@ -93,3 +93,39 @@ async def test_a_bad_request_is_never_cached(market: Market) -> None:
     # then
     assert first.status_code == second.status_code == 422
     assert CACHE not in second.headers
+
+
+async def test_a_cached_answer_is_only_for_keys_that_may_read_it(market: Market) -> None:
+    # given a page cached for a client that sees everything
+    _, supplier = await market.supplier()
+    _, everything = await market.client("Web")
+    _, stays_only = await market.client("Travel", allowed_categories=[market.categories["stays"]])
+    await market.put(supplier, "A", book())
+    await market.store(everything, "/store/v1/offers")
+    assert (await market.store(everything, "/store/v1/offers")).headers[CACHE] == "hit"
+    # when others ask for the same URL
+    other_client = await market.store(stays_only, "/store/v1/offers")
+    supply_key = await market.store(supplier, "/store/v1/offers")
+    no_key = await market.api.get("/store/v1/offers")
+    wrong_key = await market.store("mk_live_not_a_key", "/store/v1/offers")
+    # then
+    assert other_client.status_code == 200 and other_client.json()["data"] == []
+    assert supply_key.status_code == 403
+    assert no_key.status_code == 401
+    assert wrong_key.status_code == 401
+    assert CACHE not in supply_key.headers and CACHE not in no_key.headers
+
+
+async def test_a_revoked_key_gets_nothing_from_the_cache(market: Market) -> None:
+    # given
+    _, supplier = await market.supplier()
+    client_id, client = await market.client()
+    await market.put(supplier, "A", book())
+    await market.store(client, "/store/v1/offers")
+    keys = await market.admin("GET", "/admin/v1/keys", params={"owner": client_id})
+    key_id = keys.json()[0]["id"]
+    # when
+    await market.admin("POST", f"/admin/v1/keys/{key_id}/revoke")
+    after = await market.store(client, "/store/v1/offers")
+    # then
+    assert after.status_code == 401

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -41,12 +41,31 @@ class Database:
     inline: Engine | None = None
     # Facts about this database that never change once true (a category slug's id).
     memo: dict[str, str] = field(default_factory=dict)
+    _watch: sqlite3.Connection | None = None
+
+    async def data_version(self) -> str:
+        """A value that differs after any commit, by any connection or process, that a reader
+        could see. SQLite: `PRAGMA data_version` on a connection kept for nothing else (the
+        count is per connection). PostgreSQL: the current snapshot (equal snapshots see exactly
+        the same committed transactions)."""
+        if self.dialect == "sqlite":
+            if self._watch is None:
+                path = make_url(self.url).database or ""
+                self._watch = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                self._watch.execute("PRAGMA query_only=ON")
+            return str(self._watch.execute("PRAGMA data_version").fetchone()[0])
+        async with self.reader.connect() as conn:
+            result = await conn.exec_driver_sql("SELECT pg_current_snapshot()::text")
+            return str(result.scalar())
 
     @property
     def dialect(self) -> str:
         return self.writer.dialect.name
 
     async def dispose(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         if self.inline is not None:
             self.inline.dispose()
         await self.reader.dispose()
@@ -99,12 +118,6 @@ def _sqlite_inline_engine(url: str) -> Engine:
         pool_timeout=0.001,
     )
     _configure_sqlite(engine, writer=False)
-    serials = itertools.count(1)
-
-    @event.listens_for(engine, "connect")
-    def _number(_dbapi_connection: Any, record: Any) -> None:
-        record.info["serial"] = next(serials)  # data_version counts per connection
-
     return engine
 
 

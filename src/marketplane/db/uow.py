@@ -81,20 +81,6 @@ class UnitOfWork:
                     driver.set_progress_handler(None, 0)
         return (await (await self.connection()).execute(statement)).all()
 
-    async def data_version(self) -> str:
-        """A value that differs after any commit this reader could see, by any connection or
-        process: SQLite's data_version on the inline connection (with that connection's serial,
-        since the count is per connection); PostgreSQL's current snapshot (equal snapshots see
-        exactly the same committed transactions)."""
-        if self._db.inline is not None:
-            with self._db.inline.connect() as conn:
-                serial = conn.connection.info["serial"]
-                return f"{serial}:{conn.exec_driver_sql('PRAGMA data_version').scalar()}"
-        result = await (await self.connection()).exec_driver_sql(
-            "SELECT pg_current_snapshot()::text"
-        )
-        return str(result.scalar())
-
     async def __aenter__(self) -> UnitOfWork:
         self._open = True
         if self._write:

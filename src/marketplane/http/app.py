@@ -20,6 +20,7 @@ from marketplane.http.idempotency import Idempotency, purge_expired
 from marketplane.http.middleware import BodyLimit, RequestId
 from marketplane.http.openapi import document_problems_as_problem_json, problems
 from marketplane.http.responses import Json
+from marketplane.http.store_cache import StoreCache
 from marketplane.settings import Settings, get_settings
 
 
@@ -48,11 +49,12 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     if platform is not None:
         app.state.platform = platform
     errors.install(app)
+    # The store's routes first: they take most of the traffic, and routes match in order.
     for router in (
+        catalog_store.router,
         access_admin,
         catalog_admin.router,
         catalog_supply.router,
-        catalog_store.router,
     ):
         app.include_router(router)
 
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             return Json({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
         return {"status": "ok", "database": app.state.platform.db.dialect}
 
+    app.add_middleware(StoreCache)
     app.add_middleware(Idempotency)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestId)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import asdict
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
-from starlette.responses import Response
 
-from marketplane.bootstrap import Platform
 from marketplane.catalog import service
 from marketplane.catalog.model import PARAM_LIMITS, STORE_FIELDS, Sort, parse_search
 from marketplane.catalog.schemas import CategoryOut, ProductOut, StoreOfferOut, StoreOfferPage
 from marketplane.db.uow import UnitOfWork
+from marketplane.http import store_cache
 from marketplane.http.deps import PlatformDep, StoreReaderDep
 from marketplane.http.openapi import READ
-from marketplane.http.responses import JSON, Json
 from marketplane.kernel.errors import ValidationFailed
 
 router = APIRouter(prefix="/store/v1", tags=["store: catalog"])
@@ -78,27 +74,6 @@ ATTR_DOC = (
 )
 
 
-CACHE_HEADER = "X-Marketplane-Cache"
-
-
-async def _answer(
-    platform: Platform, key: Hashable, compute: Callable[[UnitOfWork], Awaitable[Any]]
-) -> Response:
-    """The answer for `key`: from the store cache while nothing has been committed since it was
-    computed, else computed now (and kept)."""
-    cache = platform.store_cache
-    async with platform.uow(write=False) as uow:
-        if not cache.enabled:
-            return Json(await compute(uow))
-        version = await uow.data_version()
-        body = cache.get(version, key)
-        if body is not None:
-            return Response(body, media_type=JSON, headers={CACHE_HEADER: "hit"})
-        body = orjson.dumps(await compute(uow))
-    cache.put(version, key, body)
-    return Response(body, media_type=JSON, headers={CACHE_HEADER: "miss"})
-
-
 @router.get(
     "/offers",
     response_model=StoreOfferPage,
@@ -116,7 +91,7 @@ async def list_offers(request: Request, platform: PlatformDep, principal: StoreR
             raise ValidationFailed(f"{parsed[0].field}: {parsed[0].message}", errors=parsed)
         return await service.search_offers(uow, view=principal.client, request=parsed)
 
-    return await _answer(platform, ("offers", principal.client, params), compute)
+    return await store_cache.answer(request, platform, principal.client, compute)
 
 
 @router.get(
@@ -125,13 +100,15 @@ async def list_offers(request: Request, platform: PlatformDep, principal: StoreR
     responses=READ,
     operation_id="store_get_offer",
 )
-async def get_offer(offer_id: str, platform: PlatformDep, principal: StoreReaderDep) -> Any:
+async def get_offer(
+    request: Request, offer_id: str, platform: PlatformDep, principal: StoreReaderDep
+) -> Any:
     async def compute(uow: UnitOfWork) -> Any:
         row = await service.store_offer(uow, view=principal.client, offer_id=offer_id)
         markup = principal.client.markup_bps if principal.client else 0
         return service.present_store_offer(row, markup)
 
-    return await _answer(platform, ("offer", principal.client, offer_id), compute)
+    return await store_cache.answer(request, platform, principal.client, compute)
 
 
 @router.get(
@@ -140,11 +117,13 @@ async def get_offer(offer_id: str, platform: PlatformDep, principal: StoreReader
     responses=READ,
     operation_id="store_get_product",
 )
-async def get_product(product_id: str, platform: PlatformDep, principal: StoreReaderDep) -> Any:
+async def get_product(
+    request: Request, product_id: str, platform: PlatformDep, principal: StoreReaderDep
+) -> Any:
     async def compute(uow: UnitOfWork) -> Any:
         return await service.store_product(uow, view=principal.client, product_id=product_id)
 
-    return await _answer(platform, ("product", principal.client, product_id), compute)
+    return await store_cache.answer(request, platform, principal.client, compute)
 
 
 @router.get(
@@ -153,6 +132,10 @@ async def get_product(product_id: str, platform: PlatformDep, principal: StoreRe
     responses=READ,
     operation_id="store_list_categories",
 )
-async def list_categories(platform: PlatformDep, principal: StoreReaderDep) -> Any:
-    async with platform.uow(write=False) as uow:
+async def list_categories(
+    request: Request, platform: PlatformDep, principal: StoreReaderDep
+) -> Any:
+    async def compute(uow: UnitOfWork) -> Any:
         return [asdict(c) for c in await service.list_categories(uow, view=principal.client)]
+
+    return await store_cache.answer(request, platform, principal.client, compute)
