@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 async def open_platform(url: str, **overrides: Any) -> Platform:
+    overrides.setdefault("data_dir", Path(tempfile.mkdtemp(prefix="marketplane-data-")))
     settings = Settings(database_url=url, key_cache_seconds=0, **overrides)
     platform = await migrated(settings)
     if platform.db.dialect == "postgresql":
@@ -122,15 +124,15 @@ async def open_platform(url: str, **overrides: Any) -> Platform:
 
 
 @pytest.fixture
-async def platform(database_url: str) -> AsyncIterator[Platform]:
-    platform = await open_platform(database_url)
+async def platform(database_url: str, tmp_path: Path) -> AsyncIterator[Platform]:
+    platform = await open_platform(database_url, data_dir=tmp_path / "data")
     yield platform
     await platform.close()
 
 
 @pytest.fixture
-async def sqlite_platform(sqlite_url: str) -> AsyncIterator[Platform]:
-    platform = await open_platform(sqlite_url)
+async def sqlite_platform(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Platform]:
+    platform = await open_platform(sqlite_url, data_dir=tmp_path / "data")
     yield platform
     await platform.close()
 

@@ -6,8 +6,13 @@ import asyncio
 import gc
 import json
 import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -76,8 +81,6 @@ def _tune_collector() -> None:
 
 
 def run_server(settings: Settings) -> None:
-    import uvicorn
-
     from marketplane.bootstrap import migrated
 
     async def prepare() -> None:
@@ -85,6 +88,34 @@ def run_server(settings: Settings) -> None:
         await platform.close()
 
     asyncio.run(prepare())
+    with _feed_worker(settings):
+        _serve(settings)
+
+
+@contextmanager
+def _feed_worker(settings: Settings) -> Iterator[None]:
+    """A `marketplane worker` process beside the server, for feed runs (their parsing would
+    otherwise share the event loop with requests); stopped with the server."""
+    if not settings.feed_worker:
+        yield
+        return
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        env[f"MARKETPLANE_{name.upper()}"] = str(value)
+    worker = subprocess.Popen([sys.executable, "-m", "marketplane", "worker"], env=env)
+    try:
+        yield
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
     if settings.workers > 1 and settings.is_sqlite:
         console.print("[yellow]SQLite serves from one process; use PostgreSQL for --workers.[/]")
         settings = settings.model_copy(update={"workers": 1})
@@ -120,6 +151,109 @@ def serve(
         k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None
     }
     run_server(get_settings().model_copy(update=overrides))
+
+
+@app.command()
+def worker() -> None:
+    """Run feed runs (uploaded, scheduled URLs) until stopped; several may run at once."""
+    from marketplane.bootstrap import migrated
+    from marketplane.feeds.worker import work
+
+    async def run() -> None:
+        settings = get_settings()
+        platform = await migrated(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await work(platform.uow, settings, stop=stop)
+        finally:
+            await platform.close()
+
+    asyncio.run(run())
+
+
+feed = typer.Typer(help="Supply feeds: import a file, validate one offline.", no_args_is_help=True)
+app.add_typer(feed, name="feed")
+
+
+@feed.command("import")
+def feed_import(
+    file: Annotated[Path, typer.Argument(help="CSV, JSON Lines or JSON; may be gzipped.")],
+    supplier: Annotated[str, typer.Option(help="Supplier id.")],
+    mode: Annotated[str, typer.Option(help="delta or full.")] = "delta",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and count only.")] = False,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, jsonl or json.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+) -> None:
+    """Import a feed file for a supplier, with a progress bar; prints the run."""
+    from marketplane.feeds.cli import import_file, local_file
+
+    if not file.is_file():
+        raise typer.BadParameter(f"no file {file}", param_hint="FILE")
+    run = asyncio.run(
+        import_file(
+            get_settings(),
+            local_file(file),
+            supplier_id=supplier,
+            mode=mode,
+            dry_run=dry_run,
+            feed_format=fmt,
+            console=None if as_json else console,
+        )
+    )
+    typer.echo(json.dumps(run, default=str) if as_json else _run_summary(run))
+    raise typer.Exit(0 if run["status"] in ("complete", "held") else 1)
+
+
+def _run_summary(run: dict[str, Any]) -> str:
+    c = run["counts"]
+    lines = [
+        f"run {run['id']}: {run['status']}",
+        f"  read {c['read']:,} = inserted {c['inserted']:,} + updated {c['updated']:,} + "
+        f"unchanged {c['unchanged']:,} + deleted {c['deleted']:,} + failed {c['failed']:,}",
+    ]
+    if c["deactivated"] or run["to_deactivate"]:
+        lines.append(
+            f"  deactivated {c['deactivated']:,} (not in the file: {run['to_deactivate']})"
+        )
+    if run["rows_per_s"]:
+        lines.append(f"  {run['rows_per_s']:,.0f} rows/s over {run['seconds']:.1f} s")
+    if run["error"]:
+        lines.append(f"  {run['error']['code']}: {run['error']['detail']}")
+    return "\n".join(lines)
+
+
+@feed.command("validate")
+def feed_validate(
+    file: Annotated[Path, typer.Argument(help="CSV, JSON Lines or JSON; may be gzipped.")],
+    category: Annotated[
+        str, typer.Option(help="A category as JSON (a file from the API), or its id or slug.")
+    ],
+    mapping: Annotated[Path | None, typer.Option(help="A mapping as JSON.")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, jsonl or json.")] = None,
+    show: Annotated[int, typer.Option(help="Row errors to print.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check a feed against a category without a server (and without writing anything)."""
+    from marketplane.feeds.cli import category_file, category_in_database, validate_file
+
+    chosen = category_file(Path(category)) or asyncio.run(
+        category_in_database(get_settings(), category)
+    )
+    result = validate_file(file, category=chosen, mapping=mapping, feed_format=fmt)
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+    else:
+        c = result["counts"]
+        typer.echo(f"{file}: {c['read']:,} rows, {c['valid']:,} valid, {c['failed']:,} with errors")
+        for error in result["errors"][:show]:
+            typer.echo(
+                f"  line {error['line']} sku {error['sku']}: {error['field']} "
+                f"{error['code']}: {error['message']} (value: {error['value']})"
+            )
+    raise typer.Exit(0 if result["counts"]["failed"] == 0 and not result["fatal"] else 1)
 
 
 @app.command()

@@ -34,6 +34,32 @@ class Settings(BaseSettings):
         ge=0,
         description="Memory for store answers kept until the next commit (0 turns it off).",
     )
+    data_dir: Path = Field(
+        default=Path("marketplane-data"),
+        description="Where uploaded and fetched feed files wait for their runs.",
+    )
+    feed_max_bytes: int = Field(default=2 * 1024**3, ge=1024, description="Largest feed file.")
+    feed_hold_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="A full feed deactivating more than this share of live offers is held.",
+    )
+    feed_stale_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="A running feed with no progress for this long, whose process cannot be "
+        "checked, is marked failed.",
+    )
+    feed_worker: bool = Field(
+        default=True, description="`serve` also starts a feed worker process."
+    )
+    fetch_timeout: float = Field(default=60, gt=0)
+    allow_private_targets: str = Field(
+        default="",
+        description="Comma-separated IPs or CIDRs that feed URLs (and later webhooks) may "
+        "reach although private or loopback; empty in production.",
+    )
     batch_max_items: int = Field(default=1000, ge=1)
     pg_pool_size: int = 10
     log_level: str = "warning"

@@ -195,10 +195,10 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Seeded]:
 
 
 @contextmanager
-def _serving(url: str, keys: dict[str, str]) -> Iterator[None]:
+def _serving(url: str, keys: dict[str, str], data_dir: Path) -> Iterator[None]:
     # The app opens its own platform in its lifespan, which schemathesis runs on the event loop
     # of its ASGI transport; shutting the lifespans down closes it again.
-    SERVED.app = create_app(Settings(database_url=url, key_cache_seconds=0))
+    SERVED.app = create_app(Settings(database_url=url, key_cache_seconds=0, data_dir=data_dir))
     SERVED.keys = keys
     try:
         yield
@@ -218,7 +218,7 @@ def _own(seeded: Seeded) -> dict[str, str]:
 
 @pytest.fixture
 def own_keys(template: tuple[Path, Seeded], tmp_path: Path) -> Iterator[None]:
-    with _serving(_copy(template, tmp_path), _own(template[1])):
+    with _serving(_copy(template, tmp_path), _own(template[1]), tmp_path / "data"):
         yield
 
 
@@ -226,7 +226,7 @@ def own_keys(template: tuple[Path, Seeded], tmp_path: Path) -> Iterator[None]:
 def wrong_keys(template: tuple[Path, Seeded], tmp_path: Path) -> Iterator[None]:
     seeded = template[1]
     keys = {"admin": seeded.client, "supply": seeded.operator, "store": seeded.supplier}
-    with _serving(_copy(template, tmp_path), keys):
+    with _serving(_copy(template, tmp_path), keys, tmp_path / "data"):
         yield
 
 
@@ -240,7 +240,7 @@ def served(
     else:
         url = str(request.getfixturevalue("pg_url"))
         seeded = asyncio.run(_seed(url))  # empties the database first
-    with _serving(url, _own(seeded)):
+    with _serving(url, _own(seeded), tmp_path / "data"):
         yield seeded
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -198,3 +198,32 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None
     prefix: str
+
+
+class Milestone(StrEnum):
+    """A supplier's way from signed up to selling, as the integration checklist shows it."""
+
+    KEY_CREATED = "key_created"
+    MAPPING_SAVED = "mapping_saved"
+    FIRST_FEED_VALIDATED = "first_feed_validated"
+    FIRST_OFFER_LIVE = "first_offer_live"
+    FIRST_ORDER_ACCEPTED = "first_order_accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class Checklist:
+    supplier_id: str
+    created_at: datetime
+    reached: dict[Milestone, datetime] = field(default_factory=dict)
+
+    @property
+    def integration_seconds(self) -> float | None:
+        """Supplier created → first live offer: how long going live took."""
+        live = self.reached.get(Milestone.FIRST_OFFER_LIVE)
+        return None if live is None else (live - self.created_at).total_seconds()
+
+    def steps(self) -> list[dict[str, object]]:
+        return [
+            {"name": str(m), "done": m in self.reached, "at": self.reached.get(m)}
+            for m in Milestone
+        ]

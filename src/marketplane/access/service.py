@@ -6,14 +6,17 @@ import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from marketplane.access import store
 from marketplane.access.model import (
     ApiKey,
+    Checklist,
     Client,
     ClientView,
     KeyKind,
+    Milestone,
     Operator,
     Principal,
     Role,
@@ -91,7 +94,44 @@ async def issue_key(
         prefix=lookup[:6],
     )
     await store.insert_key(await uow.connection(), key, lookup=lookup, secret_hash=hash_key(token))
+    if owner_type == "supplier":
+        await mark_milestone(uow, supplier_id=owner_id, milestone=Milestone.KEY_CREATED)
     return key, token
+
+
+async def mark_milestone(
+    uow: UnitOfWork, *, supplier_id: str, milestone: Milestone, at: datetime | None = None
+) -> None:
+    """Notes that a supplier reached a step of its integration; only the first time counts."""
+    memo = f"milestone:{supplier_id}:{milestone}"
+    if memo in uow.memo:
+        return
+    await store.add_milestone(await uow.connection(), supplier_id, str(milestone), at or utcnow())
+    uow.after_commit(lambda: uow.memo.__setitem__(memo, "reached"))
+
+
+async def checklists(uow: UnitOfWork) -> list[Checklist]:
+    """Every supplier's integration so far, newest supplier first."""
+    conn = await uow.connection()
+    found = await store.all_milestones(conn)
+    return [
+        Checklist(
+            supplier_id=s.id,
+            created_at=s.created_at,
+            reached={Milestone(name): at for name, at in found.get(s.id, {}).items()},
+        )
+        for s in await store.list_suppliers(conn, status=None, before=None, limit=10_000)
+    ]
+
+
+async def checklist(uow: UnitOfWork, *, supplier_id: str) -> Checklist:
+    supplier = await get_supplier(uow, supplier_id=supplier_id)
+    reached = await store.milestones(await uow.connection(), supplier_id)
+    return Checklist(
+        supplier_id=supplier_id,
+        created_at=supplier.created_at,
+        reached={Milestone(name): at for name, at in reached.items()},
+    )
 
 
 async def revoke_key(uow: UnitOfWork, *, key_id: str) -> ApiKey:

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from marketplane.access.model import (
@@ -41,6 +42,13 @@ suppliers = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+supplier_milestones = sa.Table(
+    "supplier_milestones",
+    metadata,
+    sa.Column("supplier_id", Id, primary_key=True),
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("at", UtcDateTime, nullable=False),
 )
 supplier_status_history = sa.Table(
     "supplier_status_history",
@@ -317,3 +325,29 @@ async def revoke_key(conn: AsyncConnection, key_id: str, at: datetime) -> bool:
         .values(revoked_at=at)
     )
     return result.rowcount == 1
+
+
+async def add_milestone(conn: AsyncConnection, supplier_id: str, name: str, at: datetime) -> None:
+    """Records the first time only: a later call for the same milestone changes nothing."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    await conn.execute(
+        insert(supplier_milestones)
+        .values(supplier_id=supplier_id, name=name, at=at)
+        .on_conflict_do_nothing()
+    )
+
+
+async def milestones(conn: AsyncConnection, supplier_id: str) -> dict[str, datetime]:
+    found = await conn.execute(
+        sa.select(supplier_milestones.c.name, supplier_milestones.c.at).where(
+            supplier_milestones.c.supplier_id == supplier_id
+        )
+    )
+    return {row.name: row.at for row in found}
+
+
+async def all_milestones(conn: AsyncConnection) -> dict[str, dict[str, datetime]]:
+    found: dict[str, dict[str, datetime]] = {}
+    for row in await conn.execute(supplier_milestones.select()):
+        found.setdefault(row.supplier_id, {})[row.name] = row.at
+    return found

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from marketplane import currency
-from marketplane.access.model import ClientView
+from marketplane.access import service as access
+from marketplane.access.model import ClientView, Milestone
 from marketplane.catalog import store
 from marketplane.catalog.model import (
     STORE_FIELDS,
@@ -145,7 +146,12 @@ async def list_categories(uow: UnitOfWork, *, view: ClientView | None = None) ->
 
 async def apply_supplier_status(uow: UnitOfWork, *, supplier_id: str, status: str) -> None:
     """Only an active supplier's offers are listed to clients; pending ones are a sandbox."""
-    await store.set_listed(await uow.connection(), supplier_id, status == "active")
+    conn = await uow.connection()
+    await store.set_listed(conn, supplier_id, status == "active")
+    if status == "active" and await store.has_active_offers(conn, supplier_id):
+        await access.mark_milestone(
+            uow, supplier_id=supplier_id, milestone=Milestone.FIRST_OFFER_LIVE
+        )
 
 
 # --- offer upserts --------------------------------------------------------------------------
@@ -161,23 +167,41 @@ class ItemResult:
     errors: list[FieldError] = field(default_factory=list)
 
 
-async def upsert_offers(
-    uow: UnitOfWork, *, supplier_id: str, drafts: Sequence[OfferDraft], source: str = "api"
-) -> list[ItemResult]:
-    """Validate each draft, then write the valid ones together. A bad item never half-writes."""
+async def check_offers(
+    uow: UnitOfWork, drafts: Sequence[OfferDraft]
+) -> list[ValidOffer | list[FieldError]]:
+    """Each draft checked against every rule: the offer as it would be stored, or its errors."""
     refs = {d.category for d in drafts}
     found = await store.categories_by_refs(await uow.connection(), refs)
     by_ref = {c.id: c for c in found} | {c.slug: c for c in found}
+    checked: list[ValidOffer | list[FieldError]] = []
+    for draft in drafts:
+        category = by_ref.get(draft.category)
+        checked.append(
+            validate_offer(
+                draft,
+                category=category,
+                precision=currency.precision(draft.price_currency),
+                check_attributes=schema_check(category) if category else lambda _: [],
+            )
+        )
+    return checked
+
+
+async def upsert_offers(
+    uow: UnitOfWork,
+    *,
+    supplier_id: str,
+    drafts: Sequence[OfferDraft],
+    source: str = "api",
+    dry_run: bool = False,
+) -> list[ItemResult]:
+    """Validate each draft, then write the valid ones together. A bad item never half-writes.
+    `dry_run` decides every outcome (created, updated, unchanged, failed) and writes nothing."""
     results: list[ItemResult] = []
     valid: dict[str, tuple[int, ValidOffer]] = {}
-    for index, draft in enumerate(drafts):
-        category = by_ref.get(draft.category)
-        outcome = validate_offer(
-            draft,
-            category=category,
-            precision=currency.precision(draft.price_currency),
-            check_attributes=schema_check(category) if category else lambda _: [],
-        )
+    checked = await check_offers(uow, drafts)
+    for index, (draft, outcome) in enumerate(zip(drafts, checked, strict=True)):
         result = ItemResult(index=index, sku=draft.sku, outcome="failed")
         results.append(result)
         if isinstance(outcome, list):
@@ -191,7 +215,7 @@ async def upsert_offers(
             ]
         valid[draft.sku] = (index, outcome)
     if valid:
-        await _write(uow, supplier_id, valid, results, source)
+        await _write(uow, supplier_id, valid, results, source, dry_run)
     return results
 
 
@@ -201,12 +225,13 @@ async def _write(
     valid: dict[str, tuple[int, ValidOffer]],
     results: list[ItemResult],
     source: str,
+    dry_run: bool,
 ) -> None:
     conn = await uow.connection()
     now = utcnow()
     listed = await store.is_listed(conn, supplier_id)
     existing = await store.existing_offers(conn, supplier_id, list(valid))
-    product_ids = await _products_for(uow, [offer for _, offer in valid.values()], now)
+    product_ids = {} if dry_run else await _products_for(uow, [o for _, o in valid.values()], now)
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     reindex: list[tuple[str, ValidOffer, int | None]] = []
@@ -252,8 +277,14 @@ async def _write(
             result.outcome, result.offer_id, result.version = "updated", row.id, row.version + 1
             if row.attributes != offer.attributes:
                 reindex.append((row.id, offer, row.pk))
+    if dry_run:
+        return
     pks = await store.insert_offers(conn, inserts)
     await store.update_offers(conn, updates)
+    if any(row["live"] for row in (*inserts, *updates)):
+        await access.mark_milestone(
+            uow, supplier_id=supplier_id, milestone=Milestone.FIRST_OFFER_LIVE
+        )
     attr_rows: list[dict[str, Any]] = []
     stale: list[int] = []
     for offer_id, offer, old_pk in reindex:
@@ -301,6 +332,46 @@ async def delete_offer(uow: UnitOfWork, *, supplier_id: str, sku: str) -> Offer:
     now = utcnow()
     await store.mark_deleted(await uow.connection(), offer.pk, version=offer.version + 1, at=now)
     return replace(offer, status=OfferStatus.DELETED, version=offer.version + 1, updated_at=now)
+
+
+async def delete_offers(
+    uow: UnitOfWork, *, supplier_id: str, skus: Sequence[str], dry_run: bool = False
+) -> set[str]:
+    """Deletes these offers of the supplier; returns the SKUs it deleted (the others were gone
+    already, or never existed: deleting them again changes nothing). `dry_run` only tells."""
+    conn = await uow.connection()
+    if dry_run:
+        return await store.not_deleted(conn, supplier_id, skus)
+    return await store.mark_many_deleted(conn, supplier_id, skus, utcnow())
+
+
+# --- full replacement: offers a complete listing does not name are switched off ---------------
+
+
+async def note_listed(uow: UnitOfWork, *, token: str, skus: Sequence[str]) -> None:
+    """Remembers, under `token`, SKUs a supplier's complete listing named."""
+    await store.note_seen(await uow.connection(), token, skus)
+
+
+async def unlisted_count(uow: UnitOfWork, *, supplier_id: str, token: str) -> tuple[int, int]:
+    """(active offers the listing did not name, all active offers) of the supplier."""
+    conn = await uow.connection()
+    return (
+        await store.count_absent(conn, supplier_id, token),
+        await store.count_active(conn, supplier_id),
+    )
+
+
+async def deactivate_unlisted(
+    uow: UnitOfWork, *, supplier_id: str, token: str, limit: int = 1000
+) -> int:
+    return await store.deactivate_absent(
+        await uow.connection(), supplier_id, token, limit=limit, at=utcnow()
+    )
+
+
+async def forget_listed(uow: UnitOfWork, *, token: str) -> None:
+    await store.forget_seen(await uow.connection(), token)
 
 
 # --- reads ----------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -42,6 +44,8 @@ class Database:
     # Facts about this database that never change once true (a category slug's id).
     memo: dict[str, str] = field(default_factory=dict)
     _watch: sqlite3.Connection | None = None
+    _snapshots: asyncpg.Pool | None = None
+    _opening: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def data_version(self) -> str:
         """A value that differs after any commit, by any connection or process, that a reader
@@ -54,9 +58,16 @@ class Database:
                 self._watch = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
                 self._watch.execute("PRAGMA query_only=ON")
             return str(self._watch.execute("PRAGMA data_version").fetchone()[0])
-        async with self.reader.connect() as conn:
-            result = await conn.exec_driver_sql("SELECT pg_current_snapshot()::text")
-            return str(result.scalar())
+        if self._snapshots is None:
+            async with self._opening:  # concurrent first requests open one pool, not several
+                if self._snapshots is None:
+                    # The bare driver: through the engine, this one value cost more than a
+                    # cached page.
+                    dsn = make_url(self.url).set(drivername="postgresql")
+                    self._snapshots = await asyncpg.create_pool(
+                        dsn.render_as_string(hide_password=False), min_size=1, max_size=4
+                    )
+        return str(await self._snapshots.fetchval("SELECT pg_current_snapshot()::text"))
 
     @property
     def dialect(self) -> str:
@@ -66,6 +77,9 @@ class Database:
         if self._watch is not None:
             self._watch.close()
             self._watch = None
+        if self._snapshots is not None:
+            await self._snapshots.close()
+            self._snapshots = None
         if self.inline is not None:
             self.inline.dispose()
         await self.reader.dispose()

@@ -9,7 +9,7 @@ SQLite (see Database.inline) and through `conn` elsewhere; `conn` is for anythin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -35,6 +35,7 @@ class UnitOfWork:
         self._open = False
         self.dialect = db.dialect
         self.inline_overruns = 0
+        self._after_commit: list[Callable[[], None]] = []
 
     @property
     def conn(self) -> AsyncConnection:
@@ -92,6 +93,13 @@ class UnitOfWork:
             raise RuntimeError("a read-only unit of work cannot commit")
         assert self._tx is not None
         await self._tx.commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Runs `callback` once this unit of work has committed (never if it rolls back)."""
+        self._after_commit.append(callback)
 
     async def __aexit__(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from marketplane.bootstrap import Platform, build
 from marketplane.catalog.routes import admin as catalog_admin
 from marketplane.catalog.routes import store as catalog_store
 from marketplane.catalog.routes import supply as catalog_supply
+from marketplane.feeds import routes as feed_routes
 from marketplane.http import errors
 from marketplane.http.idempotency import Idempotency, purge_expired
 from marketplane.http.middleware import BodyLimit, RequestId
@@ -22,6 +24,11 @@ from marketplane.http.openapi import document_problems_as_problem_json, problems
 from marketplane.http.responses import Json
 from marketplane.http.store_cache import StoreCache
 from marketplane.settings import Settings, get_settings
+
+# File uploads: their own, larger body limit (MARKETPLANE_FEED_MAX_BYTES).
+UPLOADS = re.compile(
+    r"^/(supply/v1/feeds|supply/v1/feed-mapping/preview|admin/v1/suppliers/[^/]+/feeds)$"
+)
 
 
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
@@ -55,6 +62,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         access_admin,
         catalog_admin.router,
         catalog_supply.router,
+        feed_routes.supply,
+        feed_routes.operator,
     ):
         app.include_router(router)
 
@@ -75,7 +84,12 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     app.add_middleware(StoreCache)
     app.add_middleware(Idempotency)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        uploads=UPLOADS,
+        upload_limit=settings.feed_max_bytes + 64 * 1024,  # the file and its form fields
+    )
     app.add_middleware(RequestId)
     return app
 

@@ -40,20 +40,33 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    """Refuses bodies over `limit` bytes with 413, by Content-Length or while streaming."""
+    """Refuses bodies over `limit` bytes with 413, by Content-Length or while streaming; paths
+    matching `uploads` (file uploads) have `upload_limit` instead."""
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        uploads: re.Pattern[str] | None = None,
+        upload_limit: int = 0,
+    ) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.uploads = uploads
+        self.upload_limit = upload_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = scope.get("state", {}).get("request_id")
+        limit = self.default
+        if self.uploads is not None and self.uploads.match(scope["path"]):
+            limit = self.upload_limit
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, receive, send, request_id)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, request_id, limit)
             return
         seen = 0
         started = False
@@ -63,7 +76,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise BodyTooLarge
             return message
 
@@ -78,16 +91,16 @@ class BodyLimit:
         except BodyTooLarge:
             if started:
                 raise
-            await self._refuse(scope, receive, send, request_id)
+            await self._refuse(scope, receive, send, request_id, limit)
 
     async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str | None
+        self, scope: Scope, receive: Receive, send: Send, request_id: str | None, limit: int
     ) -> None:
         response = problem(
             status=413,
             code="payload_too_large",
             title="Payload too large",
-            detail=f"the request body is over {self.limit} bytes",
+            detail=f"the request body is over {limit} bytes",
             request_id=request_id,
         )
         await response(scope, receive, send)

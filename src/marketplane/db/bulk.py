@@ -1,0 +1,70 @@
+"""Executemany without SQLAlchemy's per-row parameter building.
+
+`conn.execute(stmt, rows)` builds each row's parameters through the compiler (measured on a feed
+import: 35 µs a row, a third of the Python time of a batch). Here a statement is compiled once
+per dialect and column set, each row becomes a tuple through the columns' own bind processors
+(the same conversions SQLAlchemy applies), and the driver's executemany gets them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+Statement = sa.Insert | sa.Update | sa.Delete
+_Compiled = tuple[str, list[str], list[Any]]  # SQL, parameter order, bind processors
+_compiled: dict[tuple[str, int, tuple[str, ...]], _Compiled] = {}
+
+
+def _compile(conn: AsyncConnection, statement: Statement, columns: Sequence[str]) -> _Compiled:
+    dialect = conn.dialect
+    key = (dialect.name, id(statement), tuple(columns))
+    found = _compiled.get(key)
+    if found is None:
+        compiled = statement.compile(dialect=dialect)
+        order = list(compiled.positiontup or [])
+        processors = [compiled.binds[name].type.bind_processor(dialect) for name in order]
+        found = _compiled[key] = (compiled.string, order, processors)
+    return found
+
+
+def _tuples(rows: Sequence[dict[str, Any]], compiled: _Compiled) -> list[tuple[Any, ...]]:
+    _, order, processors = compiled
+    pairs = list(zip(order, processors, strict=True))
+    return [
+        tuple(process(row[name]) if process else row[name] for name, process in pairs)
+        for row in rows
+    ]
+
+
+_inserts: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
+
+
+async def insert_many(
+    conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]
+) -> None:
+    """INSERT every row (all rows have the same keys)."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    statement = _inserts.get((table.name, columns))
+    if statement is None:
+        statement = table.insert().values(
+            {c: sa.bindparam(c, type_=table.c[c].type) for c in columns}
+        )
+        _inserts[(table.name, columns)] = statement
+    compiled = _compile(conn, statement, columns)
+    await conn.exec_driver_sql(compiled[0], _tuples(rows, compiled))
+
+
+async def execute_many(
+    conn: AsyncConnection, statement: Statement, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Any statement with named bind parameters (typed), once per row."""
+    if not rows:
+        return
+    compiled = _compile(conn, statement, tuple(rows[0]))
+    await conn.exec_driver_sql(compiled[0], _tuples(rows, compiled))

@@ -1,0 +1,835 @@
+"""Feed runs: a file of offers read as a stream, mapped, validated row by row and applied in
+batches, each batch in its own transaction together with the run's progress.
+
+So a run killed at any moment leaves every batch either applied with its counts or not at all;
+the next process to look marks it failed at the line reached, and running the same file again
+completes it (what was applied is unchanged the second time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import os
+import socket
+import statistics
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from marketplane.access import service as access
+from marketplane.access.model import Checklist, Milestone
+from marketplane.catalog import service as catalog
+from marketplane.catalog.model import Category, OfferDraft
+from marketplane.db.uow import UnitOfWork
+from marketplane.feeds import store
+from marketplane.feeds.mapping import (
+    EMPTY,
+    FeedMapping,
+    Mapped,
+    Mapper,
+    missing_columns,
+    parse_mapping,
+    schema_types,
+)
+from marketplane.feeds.model import (
+    Counts,
+    FeedRun,
+    FeedSource,
+    Mode,
+    Origin,
+    RowError,
+    RunStatus,
+    all_rows_failed,
+    next_status,
+    should_hold,
+    shown_value,
+    spreadsheet_safe,
+)
+from marketplane.feeds.parse import Feed, FeedFormat, FeedUnreadable, Row, open_feed
+from marketplane.kernel.clock import utcnow
+from marketplane.kernel.errors import (
+    Conflict,
+    FieldError,
+    InvalidTransition,
+    NotFound,
+    field_error,
+)
+from marketplane.kernel.ids import new_id
+
+BATCH = 1000
+ERRORS_KEPT = 100_000  # row errors stored per run; the counts count them all
+NewUnitOfWork = Callable[[], UnitOfWork]
+ProgressHook = Callable[[FeedRun, int], None]  # the run so far, bytes of the file read
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- mappings -------------------------------------------------------------------------------
+
+
+async def save_mapping(uow: UnitOfWork, *, supplier_id: str, spec: Any) -> int:
+    """Checks and saves the supplier's mapping; returns its version."""
+    parse_mapping(spec)
+    version = await store.put_mapping(await uow.connection(), supplier_id, spec, utcnow())
+    await access.mark_milestone(uow, supplier_id=supplier_id, milestone=Milestone.MAPPING_SAVED)
+    return version
+
+
+async def get_mapping(uow: UnitOfWork, *, supplier_id: str) -> tuple[dict[str, Any], int] | None:
+    return await store.get_mapping(await uow.connection(), supplier_id)
+
+
+async def _mapping(uow: UnitOfWork, supplier_id: str) -> tuple[FeedMapping, int | None]:
+    saved = await store.get_mapping(await uow.connection(), supplier_id)
+    if saved is None:
+        return EMPTY, None
+    return parse_mapping(saved[0]), saved[1]
+
+
+def types_by_ref(categories: Iterable[Category]) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for category in categories:
+        types = schema_types(category.attribute_schema)
+        found[category.id] = found[category.slug] = types
+    return found
+
+
+# --- creating runs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    path: Path
+    bytes: int
+    sha256: str
+
+
+def store_upload(stream: BinaryIO, dest: Path, *, max_bytes: int) -> StoredFile:
+    """Copies an uploaded file to `dest` in chunks, hashing it; refuses one over `max_bytes`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with dest.open("wb") as out:
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise field_error("file", "too_large", f"the file is over {max_bytes} bytes")
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return StoredFile(dest, size, digest.hexdigest())
+
+
+async def create_run(
+    uow: UnitOfWork,
+    *,
+    supplier_id: str,
+    mode: Mode,
+    dry_run: bool,
+    origin: Origin,
+    filename: str | None,
+    stored: StoredFile | None,
+    source_id: str | None = None,
+    run_id: str | None = None,
+    status: RunStatus = RunStatus.QUEUED,
+    feed_format: str | None = None,
+) -> FeedRun:
+    run = FeedRun(
+        id=run_id or new_id("frn"),
+        supplier_id=supplier_id,
+        status=status,
+        mode=mode,
+        dry_run=dry_run,
+        origin=origin,
+        created_at=utcnow(),
+        counts=Counts(),
+        source_id=source_id,
+        filename=filename,
+        format=feed_format,
+        file_path=str(stored.path) if stored else None,
+        file_bytes=stored.bytes if stored else None,
+        file_sha256=stored.sha256 if stored else None,
+    )
+    await store.insert_run(await uow.connection(), run)
+    return run
+
+
+def new_run_id() -> str:
+    return new_id("frn")
+
+
+async def get_run(uow: UnitOfWork, *, run_id: str, supplier_id: str | None = None) -> FeedRun:
+    run = await store.get_run(await uow.connection(), run_id)
+    if run is None or (supplier_id is not None and run.supplier_id != supplier_id):
+        raise NotFound(f"no feed run {run_id}", code="feed_run_not_found")
+    return run
+
+
+async def list_runs(
+    uow: UnitOfWork, *, supplier_id: str | None, before: str | None, limit: int
+) -> list[FeedRun]:
+    return await store.list_runs(
+        await uow.connection(), supplier_id=supplier_id, before=before, limit=limit
+    )
+
+
+async def run_errors(
+    uow: UnitOfWork, *, run_id: str, after_seq: int, limit: int
+) -> list[dict[str, Any]]:
+    rows = await store.errors_of(await uow.connection(), run_id, after_seq=after_seq, limit=limit)
+    return [
+        {
+            "seq": r.seq,
+            "line": r.line,
+            "sku": r.sku,
+            "field": r.field,
+            "code": r.code,
+            "message": r.message,
+            "value": r.value,
+        }
+        for r in rows
+    ]
+
+
+# --- executing a run ------------------------------------------------------------------------
+
+
+class RunTaken(Exception):
+    """Another process moved the run (it was marked failed while this one still worked)."""
+
+
+def offending(draft: OfferDraft, field: str) -> Any:
+    if field.startswith("attributes."):
+        return draft.attributes.get(field.split(".", 2)[1])
+    return {
+        "sku": draft.sku,
+        "title": draft.title,
+        "category": draft.category,
+        "quantity": draft.quantity,
+        "price.amount": draft.price_amount,
+        "price.decimal": draft.price_decimal,
+        "price": draft.price_decimal if draft.price_decimal is not None else draft.price_amount,
+        "price.currency": draft.price_currency,
+    }.get(field)
+
+
+@dataclass
+class _Batch:
+    last_line: int
+    counts: Counts
+    errors: list[RowError]
+    drafts: list[OfferDraft]
+    lines: list[int]
+    deletes: dict[str, int]
+    named: list[str]
+
+
+class _Execution:
+    """The state of one run while it executes in this process."""
+
+    def __init__(
+        self,
+        new_uow: NewUnitOfWork,
+        run: FeedRun,
+        mapper: Mapper,
+        progress: ProgressHook | None,
+    ) -> None:
+        self.new_uow = new_uow
+        self.run = run
+        self.mapper = mapper
+        self.progress = progress
+        self.errors_kept = 0
+        self.skus_before: set[int] = set()  # hashes of SKUs in earlier batches (duplicates)
+
+    def prepare(self, rows: Sequence[Row]) -> _Batch:
+        """Maps the rows (CPU only): done while the previous batch is being written."""
+        counts = Counts(read=len(rows))
+        errors: list[RowError] = []
+        drafts: list[OfferDraft] = []
+        lines: list[int] = []
+        deletes: dict[str, int] = {}
+        named: list[str] = []
+        for row in rows:
+            if row.values is None:
+                assert row.error is not None
+                errors.append(RowError(row.line, None, row.error, shown_value(row.raw)))
+                counts.failed += 1
+                continue
+            mapped: Mapped = self.mapper.map(row.values)
+            if mapped.sku is not None:
+                named.append(mapped.sku)
+                # Repeats within the batch are reported by the upsert (the last row wins).
+                if hash(mapped.sku) in self.skus_before:
+                    errors.append(
+                        RowError(
+                            row.line,
+                            mapped.sku,
+                            FieldError(
+                                "sku", "duplicate_sku", "on an earlier row too; this row wins"
+                            ),
+                        )
+                    )
+            if mapped.errors:
+                errors.extend(
+                    RowError(row.line, mapped.sku, error, shown_value(value))
+                    for error, value in mapped.errors
+                )
+                counts.failed += 1
+            elif mapped.delete:
+                assert mapped.sku is not None
+                if mapped.sku in deletes:
+                    counts.unchanged += 1  # a second delete of the same SKU in this batch
+                deletes[mapped.sku] = row.line
+            else:
+                assert mapped.draft is not None
+                drafts.append(mapped.draft)
+                lines.append(row.line)
+        self.skus_before.update(hash(sku) for sku in named)
+        return _Batch(rows[-1].line, counts, errors, drafts, lines, deletes, named)
+
+    async def apply(self, batch: _Batch, feed: Feed) -> None:
+        """Writes one prepared batch and the run's progress in one transaction."""
+        run = self.run
+        counts, errors, drafts, lines = batch.counts, batch.errors, batch.drafts, batch.lines
+        deletes, named = batch.deletes, batch.named
+        async with self.new_uow() as uow:
+            if drafts:
+                results = await catalog.upsert_offers(
+                    uow,
+                    supplier_id=run.supplier_id,
+                    drafts=drafts,
+                    source="feed",
+                    dry_run=run.dry_run,
+                )
+                for result in results:
+                    if result.outcome == "failed":
+                        counts.failed += 1
+                        draft = drafts[result.index]
+                        errors.extend(
+                            RowError(
+                                lines[result.index],
+                                result.sku,
+                                error,
+                                shown_value(offending(draft, error.field)),
+                            )
+                            for error in result.errors
+                        )
+                    else:
+                        name = {"created": "inserted"}.get(result.outcome, result.outcome)
+                        setattr(counts, name, getattr(counts, name) + 1)
+            if deletes:
+                gone = await catalog.delete_offers(
+                    uow, supplier_id=run.supplier_id, skus=list(deletes), dry_run=run.dry_run
+                )
+                counts.deleted += len(gone)
+                counts.unchanged += len(deletes) - len(gone)
+            if run.mode is Mode.FULL:
+                await catalog.note_listed(uow, token=run.id, skus=named)
+            kept = errors[: max(0, ERRORS_KEPT - self.errors_kept)]
+            conn = await uow.connection()
+            await store.add_errors(conn, run.id, self.errors_kept + 1, kept)
+            self.errors_kept += len(kept)
+            run.counts.add(counts)
+            run.line_reached = batch.last_line
+            run.heartbeat_at = utcnow()
+            run.format = str(feed.format)
+            run.compressed = feed.compressed
+            if not await store.save_run(conn, run, expected=RunStatus.RUNNING):
+                raise RunTaken(run.id)
+            await uow.commit()
+        if self.progress is not None:
+            self.progress(run, feed.bytes_read)
+
+
+async def _transition(uow: UnitOfWork, run: FeedRun, action: str) -> RunStatus:
+    """Moves the run (in memory) by `action`; the caller saves it with `expected`."""
+    target = next_status(run.status, action)
+    if target is None:
+        raise InvalidTransition(
+            f"a {run.status} feed run cannot {action}",
+            extra={"status": str(run.status)},
+        )
+    previous = run.status
+    run.status = target
+    return previous
+
+
+async def _finish(
+    new_uow: NewUnitOfWork,
+    run: FeedRun,
+    action: str,
+    *,
+    code: str | None = None,
+    detail: str | None = None,
+) -> FeedRun:
+    async with new_uow() as uow:
+        previous = await _transition(uow, run, action)
+        run.finished_at = run.heartbeat_at = utcnow()
+        run.error_code, run.error_detail = code, detail
+        if not await store.save_run(await uow.connection(), run, expected=previous):
+            raise RunTaken(run.id)
+        if run.status is RunStatus.COMPLETE:
+            await access.mark_milestone(
+                uow, supplier_id=run.supplier_id, milestone=Milestone.FIRST_FEED_VALIDATED
+            )
+        if run.mode is Mode.FULL and run.status is not RunStatus.HELD:
+            await catalog.forget_listed(uow, token=run.id)
+        await uow.commit()
+    if run.status is RunStatus.COMPLETE and run.origin is not Origin.CLI and run.file_path:
+        # Kept only while a re-run may need it.
+        await asyncio.to_thread(Path(run.file_path).unlink, missing_ok=True)
+        run.file_path = None
+    return run
+
+
+async def start_run(new_uow: NewUnitOfWork, run_id: str, *, worker: str) -> FeedRun | None:
+    """Takes a queued run for this process; None if another took it first."""
+    async with new_uow() as uow:
+        run = await get_run(uow, run_id=run_id)
+        if run.status is not RunStatus.QUEUED:
+            return None
+        await _transition(uow, run, "start")
+        run.started_at = run.heartbeat_at = utcnow()
+        run.worker = worker
+        if not await store.save_run(await uow.connection(), run, expected=RunStatus.QUEUED):
+            return None
+        await uow.commit()
+    return run
+
+
+async def execute_run(
+    new_uow: NewUnitOfWork,
+    run: FeedRun,
+    *,
+    hold_share: float,
+    progress: ProgressHook | None = None,
+    batch_size: int = BATCH,
+    feed_format: FeedFormat | None = None,
+) -> FeedRun:
+    """Reads the run's file and applies it; the run must be running (see `start_run`)."""
+    async with new_uow() as uow:
+        mapping, version = await _mapping(uow, run.supplier_id)
+        types = types_by_ref(await catalog.list_categories(uow))
+    run.mapping_version = version
+    mapper = Mapper(mapping, types_for=types.get)
+    execution = _Execution(new_uow, run, mapper, progress)
+    assert run.file_path is not None
+    try:
+        # Read as the rows are applied: a batch's parsing is short next to its transaction.
+        handle = await asyncio.to_thread(Path(run.file_path).open, "rb")
+        with handle:
+            told = feed_format or (FeedFormat(run.format) if run.format else None)
+            feed = open_feed(handle, format=told, filename=run.filename)
+            if feed.columns is not None:
+                missing = missing_columns(mapping, feed.columns)
+                if missing:
+                    return await _finish(
+                        new_uow,
+                        run,
+                        "fail",
+                        code="mapping_mismatch",
+                        detail=f"the mapping names columns the file lacks: {', '.join(missing)}",
+                    )
+            # One batch is written while the next is read and mapped: the database works in
+            # its own thread or process meanwhile.
+            writing: asyncio.Task[None] | None = None
+            try:
+                rows: list[Row] = []
+                for row in feed.rows():
+                    rows.append(row)
+                    if len(rows) >= batch_size:
+                        prepared = execution.prepare(rows)
+                        rows = []
+                        if writing is not None:
+                            await writing
+                        writing = asyncio.create_task(execution.apply(prepared, feed))
+                        await asyncio.sleep(0)  # let it start before reading on
+                if rows:
+                    prepared = execution.prepare(rows)
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(execution.apply(prepared, feed))
+            finally:
+                if writing is not None:
+                    await writing
+    except FeedUnreadable as exc:
+        line = max(exc.line, run.line_reached)
+        return await _finish(
+            new_uow,
+            run,
+            "fail",
+            code="feed_unreadable",
+            detail=f"{exc.detail} (line {line}); rows before it were applied",
+        )
+    except OSError as exc:
+        return await _finish(new_uow, run, "fail", code="file_unavailable", detail=str(exc))
+    if all_rows_failed(run.counts):
+        return await _finish(
+            new_uow, run, "fail", code="all_rows_failed", detail="every row of the file is bad"
+        )
+    if run.mode is Mode.FULL:
+        return await _deactivate(new_uow, run, hold_share=hold_share)
+    return await _finish(new_uow, run, "complete")
+
+
+async def _deactivate(
+    new_uow: NewUnitOfWork, run: FeedRun, *, hold_share: float, confirmed: bool = False
+) -> FeedRun:
+    async with new_uow() as uow:
+        absent, active = await catalog.unlisted_count(
+            uow, supplier_id=run.supplier_id, token=run.id
+        )
+    run.to_deactivate, run.live_before = absent, active
+    if run.dry_run:
+        return await _finish(new_uow, run, "complete")
+    if not confirmed and should_hold(absent, active, hold_share):
+        share = absent / active
+        return await _finish(
+            new_uow,
+            run,
+            "hold",
+            code="held_for_confirmation",
+            detail=f"the feed would deactivate {absent} of {active} live offers ({share:.0%}); "
+            "confirm or discard the run",
+        )
+    while True:
+        async with new_uow() as uow:
+            done = await catalog.deactivate_unlisted(uow, supplier_id=run.supplier_id, token=run.id)
+            run.counts.deactivated += done
+            run.heartbeat_at = utcnow()
+            if not await store.save_run(await uow.connection(), run, expected=RunStatus.RUNNING):
+                raise RunTaken(run.id)
+            await uow.commit()
+        if done == 0:
+            break
+    return await _finish(new_uow, run, "complete")
+
+
+async def resolve_held(
+    new_uow: NewUnitOfWork, *, run_id: str, supplier_id: str | None, confirm: bool
+) -> FeedRun:
+    """A held full feed: `confirm` deactivates what it left out; otherwise the run completes
+    without deactivating anything (its rows were applied already)."""
+    async with new_uow() as uow:
+        run = await get_run(uow, run_id=run_id, supplier_id=supplier_id)
+        if run.status is not RunStatus.HELD:
+            raise InvalidTransition(
+                f"the run is {run.status}, not held", extra={"status": str(run.status)}
+            )
+        if confirm:
+            await _transition(uow, run, "confirm")
+            run.heartbeat_at = utcnow()
+            if not await store.save_run(await uow.connection(), run, expected=RunStatus.HELD):
+                raise Conflict("the run was resolved meanwhile", code="feed_run_changed")
+            await uow.commit()
+    if not confirm:
+        return await _finish(new_uow, run, "discard")
+    return await _deactivate(new_uow, run, hold_share=1.0, confirmed=True)
+
+
+# --- interrupted runs -----------------------------------------------------------------------
+
+
+def _alive(worker: str | None, *, host: str) -> bool | None:
+    """Whether the worker process lives: True/False on this host, None elsewhere (unknown)."""
+    if not worker:
+        return None
+    name, _, pid = worker.rpartition(":")
+    if name != host or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def recover_interrupted(new_uow: NewUnitOfWork, *, stale_after: float) -> list[FeedRun]:
+    """Marks failed the running runs whose process is gone: on this host, a dead pid; anywhere,
+    no progress for `stale_after` seconds. Their applied batches stay; the report says the line."""
+    host = socket.gethostname()
+    now = utcnow()
+    failed: list[FeedRun] = []
+    async with new_uow() as uow:
+        running = await store.runs_in(await uow.connection(), RunStatus.RUNNING)
+    for run in running:
+        alive = _alive(run.worker, host=host)
+        beat = run.heartbeat_at or run.started_at or run.created_at
+        if alive is False or (alive is None and now - beat > timedelta(seconds=stale_after)):
+            try:
+                failed.append(
+                    await _finish(
+                        new_uow,
+                        run,
+                        "fail",
+                        code="interrupted",
+                        detail=f"the run stopped at line {run.line_reached} (its process "
+                        "ended); applied batches stay: run the same file again to complete it",
+                    )
+                )
+            except RunTaken:
+                continue
+    return failed
+
+
+# --- sources: URLs fetched on a schedule -----------------------------------------------------
+
+
+async def add_source(
+    uow: UnitOfWork,
+    *,
+    supplier_id: str,
+    url: str,
+    mode: Mode,
+    feed_format: str | None,
+    interval_seconds: int,
+) -> FeedSource:
+    now = utcnow()
+    source = FeedSource(
+        id=new_id("fsrc"),
+        supplier_id=supplier_id,
+        url=url,
+        mode=mode,
+        format=feed_format,
+        interval_seconds=interval_seconds,
+        enabled=True,
+        next_run_at=now,
+        last_run_id=None,
+        created_at=now,
+        updated_at=now,
+    )
+    await store.insert_source(await uow.connection(), source)
+    return source
+
+
+async def list_sources(uow: UnitOfWork, *, supplier_id: str) -> list[FeedSource]:
+    return await store.list_sources(await uow.connection(), supplier_id)
+
+
+async def disable_source(uow: UnitOfWork, *, supplier_id: str, source_id: str) -> FeedSource:
+    conn = await uow.connection()
+    source = await store.get_source(conn, source_id)
+    if source is None or source.supplier_id != supplier_id:
+        raise NotFound(f"no feed source {source_id}", code="feed_source_not_found")
+    await store.disable_source(conn, source_id, utcnow())
+    found = await store.get_source(conn, source_id)
+    assert found is not None
+    return found
+
+
+async def claim_due_source(uow: UnitOfWork) -> FeedSource | None:
+    return await store.claim_due_source(await uow.connection(), utcnow())
+
+
+async def note_source_run(uow: UnitOfWork, *, source_id: str, run_id: str) -> None:
+    await store.set_last_run(await uow.connection(), source_id, run_id)
+
+
+async def fail_queued(new_uow: NewUnitOfWork, run: FeedRun, *, code: str, detail: str) -> FeedRun:
+    return await _finish(new_uow, run, "fail", code=code, detail=detail)
+
+
+# --- the integration checklist and measures -------------------------------------------------
+
+
+async def checklist(uow: UnitOfWork, *, supplier_id: str) -> Checklist:
+    return await access.checklist(uow, supplier_id=supplier_id)
+
+
+def remove_file(path: str | None) -> None:
+    if path:
+        Path(path).unlink(missing_ok=True)
+
+
+def copy_for_run(path: Path, dest: Path) -> StoredFile:
+    with path.open("rb") as source:
+        return store_upload(source, dest, max_bytes=1 << 62)
+
+
+# --- preview: the first rows as they would be stored -----------------------------------------
+
+
+async def preview(
+    uow: UnitOfWork,
+    *,
+    supplier_id: str,
+    stream: BinaryIO,
+    filename: str | None,
+    feed_format: FeedFormat | None,
+    spec: Any | None,
+    limit: int,
+) -> dict[str, Any]:
+    """Maps and checks the first `limit` rows with the given mapping (else the saved one);
+    writes nothing."""
+    mapping = parse_mapping(spec) if spec is not None else (await _mapping(uow, supplier_id))[0]
+    types = types_by_ref(await catalog.list_categories(uow))
+    mapper = Mapper(mapping, types_for=types.get)
+    feed = open_feed(stream, format=feed_format, filename=filename)
+    shown: list[dict[str, Any]] = []
+    drafts: list[tuple[int, OfferDraft]] = []
+    for row in feed.rows():
+        if len(shown) >= limit:
+            break
+        entry: dict[str, Any] = {"line": row.line, "sku": None, "offer": None, "errors": []}
+        shown.append(entry)
+        if row.values is None:
+            assert row.error is not None
+            entry["outcome"] = "invalid"
+            entry["errors"] = [_error_out(row.line, None, row.error, shown_value(row.raw))]
+            continue
+        mapped = mapper.map(row.values)
+        entry["sku"] = mapped.sku
+        if mapped.errors:
+            entry["outcome"] = "invalid"
+            entry["errors"] = [
+                _error_out(row.line, mapped.sku, e, shown_value(v)) for e, v in mapped.errors
+            ]
+        elif mapped.delete:
+            entry["outcome"] = "delete"
+        else:
+            assert mapped.draft is not None
+            drafts.append((len(shown) - 1, mapped.draft))
+    checked = await catalog.check_offers(uow, [d for _, d in drafts])
+    for (index, draft), outcome in zip(drafts, checked, strict=True):
+        entry = shown[index]
+        if isinstance(outcome, list):
+            entry["outcome"] = "invalid"
+            entry["errors"] = [
+                _error_out(entry["line"], draft.sku, e, shown_value(offending(draft, e.field)))
+                for e in outcome
+            ]
+        else:
+            entry["outcome"] = "valid"
+            entry["offer"] = {
+                "sku": outcome.sku,
+                "category": outcome.category_id,
+                "title": outcome.title,
+                "description": outcome.description,
+                "attributes": outcome.attributes,
+                "price": {"amount": outcome.price_amount, "currency": outcome.currency},
+                "quantity": outcome.quantity,
+                "status": str(outcome.status),
+                "gtin": outcome.gtin,
+            }
+    return {
+        "format": str(feed.format),
+        "compressed": feed.compressed,
+        "columns": feed.columns,
+        "missing_columns": missing_columns(mapping, feed.columns) if feed.columns else [],
+        "rows": shown,
+    }
+
+
+def _error_out(line: int, sku: str | None, error: FieldError, value: str | None) -> dict[str, Any]:
+    return {
+        "seq": 0,
+        "line": line,
+        "sku": sku,
+        "field": error.field,
+        "code": error.code,
+        "message": error.message,
+        "value": value,
+    }
+
+
+# --- the error report, in the format of the file ---------------------------------------------
+
+REPORT_COLUMNS = ("line", "sku", "field", "code", "message", "value")
+REPORT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "jsonl": "application/x-ndjson",
+    "json": "application/json",
+}
+
+
+async def error_report(new_uow: NewUnitOfWork, run: FeedRun) -> AsyncIterator[bytes]:
+    """Every stored row error of the run, as CSV (cells a spreadsheet could take for a formula
+    are escaped), JSON Lines or a JSON array: the format the supplier uploaded."""
+    kind = run.format or "csv"
+    if kind == "csv":
+        yield _csv_line(REPORT_COLUMNS)
+    elif kind == "json":
+        yield b"["
+    after, first = 0, True
+    while True:
+        async with new_uow() as uow:
+            page = await run_errors(uow, run_id=run.id, after_seq=after, limit=1000)
+        if not page:
+            break
+        chunk = bytearray()
+        for entry in page:
+            record = {k: entry[k] for k in REPORT_COLUMNS}
+            if kind == "csv":
+                chunk += _csv_line(
+                    ["" if v is None else spreadsheet_safe(str(v)) for v in record.values()]
+                )
+            elif kind == "jsonl":
+                chunk += orjson.dumps(record) + b"\n"
+            else:
+                chunk += (b"" if first else b",") + orjson.dumps(record)
+            first = False
+        after = page[-1]["seq"]
+        yield bytes(chunk)
+    if kind == "json":
+        yield b"]"
+
+
+def _csv_line(values: Iterable[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue().encode()
+
+
+# --- measures --------------------------------------------------------------------------------
+
+
+async def metrics(uow: UnitOfWork, *, limit: int = 200) -> dict[str, Any]:
+    """Integration time per supplier, and rows/s and error rate of the latest finished runs."""
+    conn = await uow.connection()
+    checklists = await access.checklists(uow)
+    integration = [
+        {
+            "supplier": c.supplier_id,
+            "created_at": c.created_at,
+            "first_offer_live_at": c.reached.get(Milestone.FIRST_OFFER_LIVE),
+            "integration_seconds": c.integration_seconds,
+        }
+        for c in checklists
+    ]
+    runs = await store.finished_runs(conn, since=None, limit=limit)
+    measured = [
+        {
+            "id": r.id,
+            "supplier": r.supplier_id,
+            "status": r.status,
+            "rows": r.counts.read,
+            "seconds": r.seconds,
+            "rows_per_s": r.rows_per_s,
+            "error_rate": r.error_rate,
+        }
+        for r in runs
+    ]
+    seconds = [c.integration_seconds for c in checklists if c.integration_seconds is not None]
+    speeds = [r.rows_per_s for r in runs if r.rows_per_s is not None]
+    read = sum(r.counts.read for r in runs)
+    return {
+        "integration": integration,
+        "integration_seconds_median": statistics.median(seconds) if seconds else None,
+        "runs": measured,
+        "rows_per_s_median": statistics.median(speeds) if speeds else None,
+        "error_rate": round(sum(r.counts.failed for r in runs) / read, 4) if read else None,
+    }
