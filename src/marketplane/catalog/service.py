@@ -348,6 +348,15 @@ async def delete_offers(
 # --- full replacement: offers a complete listing does not name are switched off ---------------
 
 
+async def refresh_statistics(uow: UnitOfWork) -> None:
+    """Brings the planner's statistics up to date after a large load. On PostgreSQL without them
+    (autovacuum off, or not yet run) the SKU lookup of every batch reads all of the supplier's
+    offers (measured: an unchanged re-import at 750 rows/s instead of 6,500). SQLite plans these
+    lookups by its indexes alone."""
+    if uow.dialect == "postgresql":
+        await store.analyze(await uow.connection())
+
+
 async def note_listed(uow: UnitOfWork, *, token: str, skus: Sequence[str]) -> None:
     """Remembers, under `token`, SKUs a supplier's complete listing named."""
     await store.note_seen(await uow.connection(), token, skus)

@@ -478,3 +478,7 @@ async def mark_many_deleted(
             )
         )
     return set(doomed)
+
+
+async def analyze(conn: AsyncConnection) -> None:
+    await conn.exec_driver_sql("ANALYZE offers, offer_attrs, products")

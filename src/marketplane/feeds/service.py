@@ -64,6 +64,7 @@ from marketplane.kernel.errors import (
 from marketplane.kernel.ids import new_id
 
 BATCH = 1000
+ANALYZE_FROM = 10_000  # rows inserted by a run before planner statistics are first refreshed
 ERRORS_KEPT = 100_000  # row errors stored per run; the counts count them all
 NewUnitOfWork = Callable[[], UnitOfWork]
 ProgressHook = Callable[[FeedRun, int], None]  # the run so far, bytes of the file read
@@ -252,6 +253,7 @@ class _Execution:
         self.progress = progress
         self.errors_kept = 0
         self.skus_before: set[int] = set()  # hashes of SKUs in earlier batches (duplicates)
+        self.analyzed_at = ANALYZE_FROM // 2  # rows inserted at the last statistics refresh
 
     def prepare(self, rows: Sequence[Row]) -> _Batch:
         """Maps the rows (CPU only): done while the previous batch is being written."""
@@ -349,6 +351,12 @@ class _Execution:
             if not await store.save_run(conn, run, expected=RunStatus.RUNNING):
                 raise RunTaken(run.id)
             await uow.commit()
+        if run.counts.inserted >= 2 * self.analyzed_at and not run.dry_run:
+            # As autovacuum would, but now: each time the run has doubled what it inserted.
+            async with self.new_uow() as uow:
+                await catalog.refresh_statistics(uow)
+                await uow.commit()
+            self.analyzed_at = run.counts.inserted
         if self.progress is not None:
             self.progress(run, feed.bytes_read)
 
