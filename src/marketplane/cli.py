@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -102,7 +102,8 @@ def _feed_worker(settings: Settings) -> Iterator[None]:
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
         env[f"MARKETPLANE_{name.upper()}"] = str(value)
-    worker = subprocess.Popen([sys.executable, "-m", "marketplane", "worker"], env=env)
+    argv = [sys.executable, "-m", "marketplane", "worker", "--parent", str(os.getpid())]
+    worker = subprocess.Popen(argv, env=env)  # noqa: S603 (our own interpreter and arguments)
     try:
         yield
     finally:
@@ -154,10 +155,20 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    parent: Annotated[
+        int | None, typer.Option(help="Stop when this process (the server) is gone.")
+    ] = None,
+) -> None:
     """Run feed runs (uploaded, scheduled URLs) until stopped; several may run at once."""
     from marketplane.bootstrap import migrated
     from marketplane.feeds.worker import work
+
+    async def watch(stop: asyncio.Event) -> None:
+        while not stop.is_set() and os.getppid() == parent:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1)
+        stop.set()  # a server killed outright leaves no worker behind
 
     async def run() -> None:
         settings = get_settings()
@@ -166,9 +177,12 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        watching = asyncio.create_task(watch(stop)) if parent is not None else None
         try:
             await work(platform.uow, settings, stop=stop)
         finally:
+            if watching is not None:
+                await watching
             await platform.close()
 
     asyncio.run(run())

@@ -243,3 +243,82 @@ def test_errors_leave_as_problem_json_with_the_request_id(backend_url: str, tmp_
         assert problem["request_id"] == refused.headers["x-request-id"]
     assert declared.json()["code"] == streamed.json()["code"] == "payload_too_large"
     assert listed.json()["data"] == []  # nothing was half-written
+
+
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in found]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan that exited waits as one for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_an_uploaded_feed_runs_in_the_worker_beside_the_server(
+    backend_url: str, tmp_path: Path
+) -> None:
+    # given a served marketplace with a supplier
+    env = _env(backend_url, data_dir=str(tmp_path / "data"))
+    operator = _init(env, tmp_path)
+    assert operator is not None
+    feed = "sku,title,category,price,currency,quantity,attr.author,attr.year,attr.isbn\n"
+    feed += "W1,Worker book,books,9.99,EUR,1,Ada Hartmann,2001,9780306406157\n"
+    with _server(env, tmp_path) as base, _client(base) as http:
+        http.post(
+            "/admin/v1/categories",
+            headers=_auth(operator),
+            json={"slug": "books", "name": "Books", "attribute_schema": BOOKS_SCHEMA},
+        )
+        supplier = _created(
+            http.post("/admin/v1/suppliers", headers=_auth(operator), json={"name": "Worker"})
+        )
+        key = _created(
+            http.post(f"/admin/v1/suppliers/{supplier['id']}/keys", headers=_auth(operator))
+        )["key"]
+        # when it uploads a feed
+        queued = http.post(
+            "/supply/v1/feeds", headers=_auth(key), files={"file": ("f.csv", feed.encode())}
+        )
+        deadline = time.monotonic() + COMMAND_SECONDS
+        run = queued.json()
+        while run["status"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            run = http.get(f"/supply/v1/feeds/{run['id']}", headers=_auth(key)).json()
+    # then the worker process ran it
+    assert queued.status_code == 202, queued.text
+    assert run["status"] == "complete", run
+    assert run["counts"]["inserted"] == 1
+
+
+def test_a_server_killed_outright_leaves_no_worker_behind(tmp_path: Path) -> None:
+    # given a server (SQLite) and its worker
+    env = _env(f"sqlite+aiosqlite:///{tmp_path}/m.db", data_dir=str(tmp_path / "data"))
+    port = _free_port()
+    with (tmp_path / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "marketplane", "serve", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_ready(server, f"http://127.0.0.1:{port}", tmp_path / "server.log")
+        workers = _children(server.pid)
+        # when the server is killed with SIGKILL
+        server.kill()
+        server.wait(timeout=STOP_SECONDS)
+        deadline = time.monotonic() + STOP_SECONDS
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    # then its worker stopped by itself
+    assert len(workers) == 1
+    assert not any(_running(pid) for pid in workers)
