@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -167,16 +167,14 @@ class ItemResult:
     errors: list[FieldError] = field(default_factory=list)
 
 
-async def check_offers(
-    uow: UnitOfWork, drafts: Sequence[OfferDraft]
+def check_drafts(
+    drafts: Sequence[OfferDraft], categories: dict[str, Category]
 ) -> list[ValidOffer | list[FieldError]]:
-    """Each draft checked against every rule: the offer as it would be stored, or its errors."""
-    refs = {d.category for d in drafts}
-    found = await store.categories_by_refs(await uow.connection(), refs)
-    by_ref = {c.id: c for c in found} | {c.slug: c for c in found}
+    """Each draft checked against every rule (CPU only): the offer as it would be stored, or its
+    errors. `categories` by id and by slug, as `categories_by_ref` gives them."""
     checked: list[ValidOffer | list[FieldError]] = []
     for draft in drafts:
-        category = by_ref.get(draft.category)
+        category = categories.get(draft.category)
         checked.append(
             validate_offer(
                 draft,
@@ -188,6 +186,18 @@ async def check_offers(
     return checked
 
 
+async def categories_by_ref(uow: UnitOfWork, refs: Iterable[str]) -> dict[str, Category]:
+    found = await store.categories_by_refs(await uow.connection(), set(refs))
+    return {c.id: c for c in found} | {c.slug: c for c in found}
+
+
+async def check_offers(
+    uow: UnitOfWork, drafts: Sequence[OfferDraft]
+) -> list[ValidOffer | list[FieldError]]:
+    """Each draft checked against every rule: the offer as it would be stored, or its errors."""
+    return check_drafts(drafts, await categories_by_ref(uow, (d.category for d in drafts)))
+
+
 async def upsert_offers(
     uow: UnitOfWork,
     *,
@@ -195,12 +205,15 @@ async def upsert_offers(
     drafts: Sequence[OfferDraft],
     source: str = "api",
     dry_run: bool = False,
+    checked: Sequence[ValidOffer | list[FieldError]] | None = None,
 ) -> list[ItemResult]:
     """Validate each draft, then write the valid ones together. A bad item never half-writes.
-    `dry_run` decides every outcome (created, updated, unchanged, failed) and writes nothing."""
+    `dry_run` decides every outcome (created, updated, unchanged, failed) and writes nothing.
+    `checked`: the drafts already checked (`check_drafts`), by a caller that did it meanwhile."""
     results: list[ItemResult] = []
     valid: dict[str, tuple[int, ValidOffer]] = {}
-    checked = await check_offers(uow, drafts)
+    if checked is None:
+        checked = await check_offers(uow, drafts)
     for index, (draft, outcome) in enumerate(zip(drafts, checked, strict=True)):
         result = ItemResult(index=index, sku=draft.sku, outcome="failed")
         results.append(result)

@@ -26,7 +26,7 @@ import orjson
 from marketplane.access import service as access
 from marketplane.access.model import Checklist, Milestone
 from marketplane.catalog import service as catalog
-from marketplane.catalog.model import Category, OfferDraft
+from marketplane.catalog.model import Category, OfferDraft, ValidOffer
 from marketplane.db.uow import UnitOfWork
 from marketplane.feeds import store
 from marketplane.feeds.mapping import (
@@ -232,6 +232,7 @@ class _Batch:
     counts: Counts
     errors: list[RowError]
     drafts: list[OfferDraft]
+    checked: list[ValidOffer | list[FieldError]]
     lines: list[int]
     deletes: dict[str, int]
     named: list[str]
@@ -245,8 +246,10 @@ class _Execution:
         new_uow: NewUnitOfWork,
         run: FeedRun,
         mapper: Mapper,
+        categories: dict[str, Category],
         progress: ProgressHook | None,
     ) -> None:
+        self.categories = categories
         self.new_uow = new_uow
         self.run = run
         self.mapper = mapper
@@ -256,7 +259,7 @@ class _Execution:
         self.analyzed_at = ANALYZE_FROM // 2  # rows inserted at the last statistics refresh
 
     def prepare(self, rows: Sequence[Row]) -> _Batch:
-        """Maps the rows (CPU only): done while the previous batch is being written."""
+        """Maps and checks the rows (CPU only): done while the previous batch is written."""
         counts = Counts(read=len(rows))
         errors: list[RowError] = []
         drafts: list[OfferDraft] = []
@@ -299,7 +302,8 @@ class _Execution:
                 drafts.append(mapped.draft)
                 lines.append(row.line)
         self.skus_before.update(hash(sku) for sku in named)
-        return _Batch(rows[-1].line, counts, errors, drafts, lines, deletes, named)
+        checked = catalog.check_drafts(drafts, self.categories)
+        return _Batch(rows[-1].line, counts, errors, drafts, checked, lines, deletes, named)
 
     async def apply(self, batch: _Batch, feed: Feed) -> None:
         """Writes one prepared batch and the run's progress in one transaction."""
@@ -314,6 +318,7 @@ class _Execution:
                     drafts=drafts,
                     source="feed",
                     dry_run=run.dry_run,
+                    checked=batch.checked,
                 )
                 for result in results:
                     if result.outcome == "failed":
@@ -429,10 +434,11 @@ async def execute_run(
     """Reads the run's file and applies it; the run must be running (see `start_run`)."""
     async with new_uow() as uow:
         mapping, version = await _mapping(uow, run.supplier_id)
-        types = types_by_ref(await catalog.list_categories(uow))
+        categories = await catalog.list_categories(uow)
     run.mapping_version = version
-    mapper = Mapper(mapping, types_for=types.get)
-    execution = _Execution(new_uow, run, mapper, progress)
+    mapper = Mapper(mapping, types_for=types_by_ref(categories).get)
+    by_ref = {c.id: c for c in categories} | {c.slug: c for c in categories}
+    execution = _Execution(new_uow, run, mapper, by_ref, progress)
     assert run.file_path is not None
     try:
         # Read as the rows are applied: a batch's parsing is short next to its transaction.
