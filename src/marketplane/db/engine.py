@@ -97,7 +97,11 @@ def _configure_sqlite(engine: Engine, *, writer: bool) -> None:
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
-        if not writer:
+        if writer:
+            # Memory-mapped reads would count the pages a bulk load touches (a feed of a
+            # million offers: 1 GB) in the writing process's memory; its page cache suffices.
+            cursor.execute("PRAGMA mmap_size=0")
+        else:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
