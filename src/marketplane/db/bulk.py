@@ -8,6 +8,7 @@ per dialect and column set, each row becomes a tuple through the columns' own bi
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,11 +35,21 @@ def _compile(conn: AsyncConnection, statement: Statement, columns: Sequence[str]
 
 def _tuples(rows: Sequence[dict[str, Any]], compiled: _Compiled) -> list[tuple[Any, ...]]:
     _, order, processors = compiled
-    pairs = list(zip(order, processors, strict=True))
-    return [
-        tuple(process(row[name]) if process else row[name] for name, process in pairs)
-        for row in rows
-    ]
+    if len(order) == 1:
+        values = [(row[order[0]],) for row in rows]
+    else:
+        get = operator.itemgetter(*order)
+        values = [get(row) for row in rows]
+    converted = [(i, process) for i, process in enumerate(processors) if process is not None]
+    if not converted:
+        return values
+    out = []
+    for value in values:
+        row = list(value)
+        for i, process in converted:
+            row[i] = process(row[i])
+        out.append(tuple(row))
+    return out
 
 
 _inserts: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
