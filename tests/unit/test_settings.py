@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from marketplane.settings import Settings
 
@@ -27,3 +28,10 @@ def test_environment_and_toml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert settings.database_url == "postgresql+asyncpg://u@127.0.0.1/db"
     assert not settings.is_sqlite
     assert (settings.port, settings.max_body_bytes) == (9001, 4096)
+
+
+def test_private_targets_must_be_addresses_or_networks() -> None:
+    # when / then
+    assert Settings(allow_private_targets="127.0.0.1, 10.0.0.0/8").allow_private_targets
+    with pytest.raises(ValidationError, match="not-an-address"):
+        Settings(allow_private_targets="127.0.0.1,not-an-address")

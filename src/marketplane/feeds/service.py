@@ -653,7 +653,7 @@ async def note_source_run(uow: UnitOfWork, *, source_id: str, run_id: str) -> No
     await store.set_last_run(await uow.connection(), source_id, run_id)
 
 
-async def fail_queued(new_uow: NewUnitOfWork, run: FeedRun, *, code: str, detail: str) -> FeedRun:
+async def fail_run(new_uow: NewUnitOfWork, run: FeedRun, *, code: str, detail: str) -> FeedRun:
     return await _finish(new_uow, run, "fail", code=code, detail=detail)
 
 

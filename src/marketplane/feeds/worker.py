@@ -49,7 +49,7 @@ async def _fetch(new_uow: NewUnitOfWork, run: FeedRun, settings: Settings) -> Fe
         source = await service.list_sources(uow, supplier_id=run.supplier_id)
     url = next((s.url for s in source if s.id == run.source_id), None)
     if url is None:
-        await service.fail_queued(new_uow, run, code="source_gone", detail="no such feed source")
+        await service.fail_run(new_uow, run, code="source_gone", detail="no such feed source")
         return None
     dest = feed_dir(settings) / run.id
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ async def _fetch(new_uow: NewUnitOfWork, run: FeedRun, settings: Settings) -> Fe
             allow=parse_allow(p for p in settings.allow_private_targets.split(",") if p.strip()),
         )
     except (FetchRefused, FetchFailed) as exc:
-        await service.fail_queued(new_uow, run, code=exc.code, detail=exc.detail)
+        await service.fail_run(new_uow, run, code=exc.code, detail=exc.detail)
         return None
     run.file_path, run.file_bytes, run.file_sha256 = str(dest), fetched.bytes, fetched.sha256
     async with new_uow() as uow:
