@@ -374,7 +374,7 @@ def _integration(checklist: Any) -> dict[str, Any]:
 )
 async def integration(platform: PlatformDep, principal: SupplierDep) -> Any:
     async with platform.uow(write=False) as uow:
-        return _integration(await service.checklist(uow, supplier_id=principal.owner_id))
+        return _integration(await access.checklist(uow, supplier_id=principal.owner_id))
 
 
 # --- admin: every supplier's ----------------------------------------------------------------
@@ -495,7 +495,7 @@ async def admin_discard_feed(run_id: str, platform: PlatformDep, _: Writer) -> A
 )
 async def admin_integration(supplier_id: str, platform: PlatformDep, _: Reader) -> Any:
     async with platform.uow(write=False) as uow:
-        return _integration(await service.checklist(uow, supplier_id=supplier_id))
+        return _integration(await access.checklist(uow, supplier_id=supplier_id))
 
 
 @operator.get(

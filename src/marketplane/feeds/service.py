@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from marketplane.access import service as access
-from marketplane.access.model import Checklist, Milestone
+from marketplane.access.model import Milestone
 from marketplane.catalog import service as catalog
 from marketplane.catalog.model import Category, OfferDraft, ValidOffer
 from marketplane.db.uow import UnitOfWork
@@ -367,7 +367,7 @@ class _Execution:
             self.progress(run, feed.bytes_read)
 
 
-async def _transition(uow: UnitOfWork, run: FeedRun, action: str) -> RunStatus:
+def _transition(run: FeedRun, action: str) -> RunStatus:
     """Moves the run (in memory) by `action`; the caller saves it with `expected`."""
     target = next_status(run.status, action)
     if target is None:
@@ -389,7 +389,7 @@ async def _finish(
     detail: str | None = None,
 ) -> FeedRun:
     async with new_uow() as uow:
-        previous = await _transition(uow, run, action)
+        previous = _transition(run, action)
         run.finished_at = run.heartbeat_at = utcnow()
         run.error_code, run.error_detail = code, detail
         if not await store.save_run(await uow.connection(), run, expected=previous):
@@ -414,7 +414,7 @@ async def start_run(new_uow: NewUnitOfWork, run_id: str, *, worker: str) -> Feed
         run = await get_run(uow, run_id=run_id)
         if run.status is not RunStatus.QUEUED:
             return None
-        await _transition(uow, run, "start")
+        _transition(run, "start")
         run.started_at = run.heartbeat_at = utcnow()
         run.worker = worker
         if not await store.save_run(await uow.connection(), run, expected=RunStatus.QUEUED):
@@ -540,7 +540,7 @@ async def resolve_held(
                 f"the run is {run.status}, not held", extra={"status": str(run.status)}
             )
         if confirm:
-            await _transition(uow, run, "confirm")
+            _transition(run, "confirm")
             run.heartbeat_at = utcnow()
             if not await store.save_run(await uow.connection(), run, expected=RunStatus.HELD):
                 raise Conflict("the run was resolved meanwhile", code="feed_run_changed")
@@ -642,6 +642,10 @@ async def disable_source(uow: UnitOfWork, *, supplier_id: str, source_id: str) -
     return found
 
 
+async def get_source(uow: UnitOfWork, *, source_id: str) -> FeedSource | None:
+    return await store.get_source(await uow.connection(), source_id)
+
+
 async def claim_due_source(uow: UnitOfWork) -> FeedSource | None:
     return await store.claim_due_source(await uow.connection(), utcnow())
 
@@ -652,23 +656,6 @@ async def note_source_run(uow: UnitOfWork, *, source_id: str, run_id: str) -> No
 
 async def fail_run(new_uow: NewUnitOfWork, run: FeedRun, *, code: str, detail: str) -> FeedRun:
     return await _finish(new_uow, run, "fail", code=code, detail=detail)
-
-
-# --- the integration checklist and measures -------------------------------------------------
-
-
-async def checklist(uow: UnitOfWork, *, supplier_id: str) -> Checklist:
-    return await access.checklist(uow, supplier_id=supplier_id)
-
-
-def remove_file(path: str | None) -> None:
-    if path:
-        Path(path).unlink(missing_ok=True)
-
-
-def copy_for_run(path: Path, dest: Path) -> StoredFile:
-    with path.open("rb") as source:
-        return store_upload(source, dest, max_bytes=1 << 62)
 
 
 # --- preview: the first rows as they would be stored -----------------------------------------

@@ -45,17 +45,17 @@ async def _schedule_due(new_uow: NewUnitOfWork) -> FeedRun | None:
 
 async def _fetch(new_uow: NewUnitOfWork, run: FeedRun, settings: Settings) -> FeedRun | None:
     """Fetches a URL run's file; on failure the run fails with the reason and None comes back."""
+    assert run.source_id is not None
     async with new_uow() as uow:
-        source = await service.list_sources(uow, supplier_id=run.supplier_id)
-    url = next((s.url for s in source if s.id == run.source_id), None)
-    if url is None:
+        source = await service.get_source(uow, source_id=run.source_id)
+    if source is None:
         await service.fail_run(new_uow, run, code="source_gone", detail="no such feed source")
         return None
     dest = feed_dir(settings) / run.id
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         fetched = await fetch_to_file(
-            url,
+            source.url,
             dest,
             max_bytes=settings.feed_max_bytes,
             timeout=settings.fetch_timeout,
