@@ -27,6 +27,9 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 async def _resolve(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known  # the store cache resolved this request's key already
     platform: Platform = request.app.state.platform
     token = credentials.credentials if credentials else None
     principal = await platform.auth.authenticate(token)

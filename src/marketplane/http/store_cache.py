@@ -69,7 +69,9 @@ class StoreCache:
                     response = Response(body, media_type=JSON, headers={HEADER: "hit"})
                     await response(scope, receive, send)
                     return
-                scope.setdefault("state", {})[_VERSION] = version
+                state = scope.setdefault("state", {})
+                state[_VERSION] = version
+                state["principal"] = principal  # the routes need not resolve the key again
         await self.app(scope, receive, send)
 
 
