@@ -13,10 +13,10 @@ What it does:
    command on the same file again (an unchanged re-import: every row must count as unchanged).
 3. The raw limit, per backend, on another fresh database migrated the same way (same table,
    triggers and indexes): the same offers as `offers` rows, built in memory (not timed), written
-   with no parsing or validation. SQLite: the stdlib driver's `executemany` of an
-   `INSERT … ON CONFLICT (supplier_id, sku) DO UPDATE`, one transaction per 1000 rows, the app's
-   pragmas. PostgreSQL: asyncpg `copy_records_to_table`, one COPY and transaction per 10,000 rows.
-   Only the database work is timed.
+   with no parsing or validation, in transactions of as many rows as the import's (its batch
+   size, `feeds.service.BATCH`). SQLite: the stdlib driver's `executemany` of an
+   `INSERT … ON CONFLICT (supplier_id, sku) DO UPDATE`, the app's pragmas. PostgreSQL: asyncpg
+   `copy_records_to_table`, one COPY a transaction. Only the database work is timed.
 4. Prints one JSON object per measurement and appends it to bench/results/ingest-<date>.jsonl.
 
     .venv/bin/python bench/ingest.py                        # 1M rows, both backends and formats
@@ -75,14 +75,14 @@ CSV_HEADER = (
     "attr.year",
     "attr.language",
 )
-SQLITE_BATCH = 1000
-COPY_BATCH = 10_000
+RAW_BATCH = 5000  # rows a raw transaction writes: the import's batch size (checked in main)
 TARGET_RATIO = {"sqlite": 0.4, "postgres": 0.5}
 TARGET_RSS_MB = 300.0
 RAW_METHOD = {"sqlite": "executemany upsert", "postgres": "COPY"}
+_ONLY = f"per {RAW_BATCH:,} rows only (row building excluded)"
 RAW_TIMED = {
-    "sqlite": "executemany + BEGIN IMMEDIATE/COMMIT per 1000 rows only (row building excluded)",
-    "postgres": "copy_records_to_table + transaction per 10,000 rows only (row building excluded)",
+    "sqlite": f"executemany + BEGIN IMMEDIATE/COMMIT {_ONLY}",
+    "postgres": f"copy_records_to_table + transaction {_ONLY}",
 }
 # `offers` columns a raw row fills: every NOT NULL one (pk and, on PostgreSQL, the generated
 # search_tsv are left to the database).
@@ -441,7 +441,7 @@ def raw_batches(
 
 
 def raw_sqlite(url: str, market: Marketplace, rows: int) -> float:
-    """Seconds spent in executemany upserts and commits, 1000 rows a transaction."""
+    """Seconds spent in executemany upserts and commits, RAW_BATCH rows a transaction."""
     from marketplane.db.engine import SQLITE_PRAGMAS
 
     conn = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
@@ -449,7 +449,7 @@ def raw_sqlite(url: str, market: Marketplace, rows: int) -> float:
         for pragma in SQLITE_PRAGMAS:
             conn.execute(pragma)
         timed = 0.0
-        for batch in raw_batches(market, rows, SQLITE_BATCH, dialect="sqlite"):
+        for batch in raw_batches(market, rows, RAW_BATCH, dialect="sqlite"):
             started = time.perf_counter()
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(SQLITE_UPSERT, batch)
@@ -464,13 +464,13 @@ def raw_sqlite(url: str, market: Marketplace, rows: int) -> float:
 
 
 async def raw_postgres(url: str, market: Marketplace, rows: int) -> float:
-    """Seconds spent in COPYs and commits, 10,000 rows a transaction."""
+    """Seconds spent in COPYs and commits, RAW_BATCH rows a transaction."""
     import asyncpg
 
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
         timed = 0.0
-        for batch in raw_batches(market, rows, COPY_BATCH, dialect="postgresql"):
+        for batch in raw_batches(market, rows, RAW_BATCH, dialect="postgresql"):
             started = time.perf_counter()
             async with conn.transaction():
                 await conn.copy_records_to_table("offers", records=batch, columns=RAW_COLUMNS)
@@ -664,6 +664,10 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> int:
+    from marketplane.feeds.service import BATCH
+
+    if BATCH != RAW_BATCH:
+        raise SystemExit(f"RAW_BATCH ({RAW_BATCH}) must be the import's batch size ({BATCH})")
     args = parse_args()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     out = Output(args.out or RESULTS / f"ingest-{stamp}.jsonl")

@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 from marketplane.kernel.errors import FieldError
 from marketplane.kernel.money import MAX_AMOUNT, PrecisionError, decimal_to_minor
 
@@ -75,6 +77,7 @@ class ValidOffer:
     content_hash: str
     search_title: str
     search_body: str
+    entries: list[tuple[str, str, float | None]]  # filterable (name, text, number): attribute_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,7 @@ def validate_offer(
         content_hash=_content_hash(draft, category.id, amount, gtin),
         search_title=search_text(title),
         search_body=search_text(" ".join([draft.description, *_attribute_words(draft.attributes)])),
+        entries=attribute_rows(draft.attributes),
     )
 
 
@@ -195,23 +199,26 @@ def _gtin(draft: OfferDraft, category: Category, errors: list[FieldError]) -> st
 
 
 def _content_hash(draft: OfferDraft, category_id: str, amount: int, gtin: str | None) -> str:
-    canonical = json.dumps(
-        [
-            category_id,
-            draft.title.strip(),
-            draft.description,
-            draft.attributes,
-            amount,
-            draft.price_currency,
-            draft.quantity,
-            gtin,
-            str(draft.status),
-        ],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+    content = [
+        category_id,
+        draft.title.strip(),
+        draft.description,
+        draft.attributes,
+        amount,
+        draft.price_currency,
+        draft.quantity,
+        gtin,
+        str(draft.status),
+    ]
+    try:
+        # The same bytes as the json module's compact, sorted, non-ASCII form below, ten times
+        # faster, except for floats written with an exponent (1e+16 there, 1e16 here).
+        canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # integers past 64 bits
+        canonical = json.dumps(
+            content, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
 
 
 # --- GTIN / ISBN ----------------------------------------------------------------------------

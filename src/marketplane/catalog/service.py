@@ -26,7 +26,6 @@ from marketplane.catalog.model import (
     SearchRequest,
     Sort,
     ValidOffer,
-    attribute_rows,
     validate_offer,
 )
 from marketplane.catalog.search import (
@@ -298,17 +297,14 @@ async def _write(
         await access.mark_milestone(
             uow, supplier_id=supplier_id, milestone=Milestone.FIRST_OFFER_LIVE
         )
-    attr_rows: list[dict[str, Any]] = []
+    entries: list[tuple[int, str, str, float | None]] = []
     stale: list[int] = []
     for offer_id, offer, old_pk in reindex:
         pk = old_pk if old_pk is not None else pks[offer_id]
         if old_pk is not None:
             stale.append(old_pk)
-        attr_rows.extend(
-            {"offer_pk": pk, "name": name, "str_value": text, "num_value": number}
-            for name, text, number in attribute_rows(offer.attributes)
-        )
-    await store.replace_attributes(conn, stale, attr_rows)
+        entries.extend((pk, name, text, number) for name, text, number in offer.entries)
+    await store.replace_attributes(conn, stale, entries)
 
 
 async def _products_for(uow: UnitOfWork, offers: list[ValidOffer], now: Any) -> dict[str, str]:

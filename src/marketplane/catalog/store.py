@@ -100,6 +100,15 @@ OFFER_COLUMNS = (
 )
 
 
+def among(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """`column IN values`. On PostgreSQL one array parameter (`= ANY`): an IN list of a thousand
+    values took 0.5 ms to render per statement and was a new statement for each count."""
+    if conn.dialect.name == "postgresql":
+        array = sa.bindparam(None, value=list(values), type_=postgresql.ARRAY(column.type))
+        return column == sa.any_(array)  # type: ignore[no-any-return]
+    return column.in_(list(values))  # type: ignore[no-any-return]
+
+
 def offer_from_row(row: Any) -> Offer:
     return Offer(
         pk=row.pk,
@@ -235,7 +244,7 @@ async def products_by_gtin(conn: AsyncConnection, gtins: Sequence[str]) -> dict[
     if not gtins:
         return {}
     rows = await conn.execute(
-        sa.select(products.c.gtin, products.c.id).where(products.c.gtin.in_(list(gtins)))
+        sa.select(products.c.gtin, products.c.id).where(among(conn, products.c.gtin, gtins))
     )
     return {r.gtin: r.id for r in rows}
 
@@ -261,15 +270,26 @@ async def existing_offers(
             offers.c.attributes,
             offers.c.created_at,
             offers.c.product_id,
-        ).where(offers.c.supplier_id == supplier_id, offers.c.sku.in_(list(skus)))
+        ).where(offers.c.supplier_id == supplier_id, among(conn, offers.c.sku, skus))
     )
     return {r.sku: r for r in rows}
+
+
+_DRAW_KEYS = sa.text(
+    "SELECT nextval(pg_get_serial_sequence('offers', 'pk')) FROM generate_series(1, :n)"
+)
 
 
 async def insert_offers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert offers; returns their primary keys by id."""
     if not rows:
         return {}
+    if conn.dialect.name == "postgresql":
+        # Keys drawn first, in one statement, so the rows go by COPY with them: no lookup after.
+        drawn = await conn.execute(_DRAW_KEYS, {"n": len(rows)})
+        keyed = [{**row, "pk": pk} for row, (pk,) in zip(rows, drawn, strict=True)]
+        await bulk.insert_many(conn, offers, keyed)
+        return {row["id"]: row["pk"] for row in keyed}
     # A plain executemany, then one lookup: RETURNING with ordered rows makes SQLAlchemy fall
     # back to one INSERT per row on SQLite (measured: 15× slower for a batch of 1,000).
     await bulk.insert_many(conn, offers, rows)
@@ -313,12 +333,18 @@ async def update_offers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> No
     await bulk.execute_many(conn, _UPDATE, rows)
 
 
+ATTRIBUTE_COLUMNS = ("offer_pk", "name", "str_value", "num_value")
+
+
 async def replace_attributes(
-    conn: AsyncConnection, offer_pks: Sequence[int], rows: list[dict[str, Any]]
+    conn: AsyncConnection, offer_pks: Sequence[int], entries: list[tuple[int, str, str, Any]]
 ) -> None:
+    """Drops the entries of `offer_pks`, then writes `entries` (ATTRIBUTE_COLUMNS tuples)."""
     if offer_pks:
-        await conn.execute(offer_attrs.delete().where(offer_attrs.c.offer_pk.in_(list(offer_pks))))
-    await bulk.insert_many(conn, offer_attrs, rows)
+        await conn.execute(
+            offer_attrs.delete().where(among(conn, offer_attrs.c.offer_pk, offer_pks))
+        )
+    await bulk.insert_values(conn, offer_attrs, ATTRIBUTE_COLUMNS, entries)
 
 
 async def offer_by_sku(conn: AsyncConnection, supplier_id: str, sku: str) -> Offer | None:
@@ -453,7 +479,7 @@ async def not_deleted(conn: AsyncConnection, supplier_id: str, skus: Sequence[st
     found = await conn.execute(
         sa.select(offers.c.sku).where(
             offers.c.supplier_id == supplier_id,
-            offers.c.sku.in_(list(skus)),
+            among(conn, offers.c.sku, skus),
             offers.c.status != str(OfferStatus.DELETED),
         )
     )

@@ -102,6 +102,7 @@ class Feed:
     columns: list[str] | None
     _rows: Iterator[Row] = field(repr=False, compare=False)
     _source: _Counted = field(repr=False, compare=False)
+    _content: _Counted = field(repr=False, compare=False)
 
     def rows(self) -> Iterator[Row]:
         """The rows; a second call continues where the first stopped."""
@@ -111,6 +112,11 @@ class Feed:
     def bytes_read(self) -> int:
         """Bytes taken from the (possibly compressed) source so far, for progress bars."""
         return self._source.taken
+
+    @property
+    def content_read(self) -> int:
+        """Bytes of content (decompressed) read so far, ahead of the rows given by a buffer."""
+        return self._content.taken
 
 
 def detect_format(head: bytes, filename: str | None) -> FeedFormat:
@@ -141,13 +147,16 @@ def open_feed(
         raise ValueError("max_row_bytes must be positive")
     if delimiter is not None and len(delimiter) != 1:
         raise ValueError("a delimiter is one character")
-    counted = _Counted(source)
+    counted = _Counted(source.read)
     raw_head = _read_head(counted.read)
     compressed = raw_head.startswith(_GZIP_MAGIC)
-    read = counted.read
+    content = counted
     head = raw_head
     if compressed:
-        read = _gunzip(gzip.GzipFile(fileobj=_Chained(raw_head, counted.read), mode="rb"))
+        gunzip = _gunzip(gzip.GzipFile(fileobj=_Chained(raw_head, counted.read), mode="rb"))
+        content = _Counted(gunzip)
+    read = content.read
+    if compressed:
         try:
             head = _read_head(read)
         except _Broken as exc:
@@ -158,10 +167,14 @@ def open_feed(
         start = head.lstrip()[:1]
         if start not in (b"", b"["):
             raise FeedUnreadable(f"a JSON feed is an array of objects, not one starting {start!r}")
-        return Feed(format, compressed, None, None, _json_rows(head, read, max_row_bytes), counted)
+        return Feed(
+            format, compressed, None, None, _json_rows(head, read, max_row_bytes), counted, content
+        )
     lines = _Lines(head, read, max_row_bytes, keepends=format is FeedFormat.CSV)
     if format is FeedFormat.JSONL:
-        return Feed(format, compressed, None, None, _jsonl_rows(lines, max_row_bytes), counted)
+        return Feed(
+            format, compressed, None, None, _jsonl_rows(lines, max_row_bytes), counted, content
+        )
     if delimiter is None:
         tsv = (filename or "").lower().removesuffix(".gz").endswith(".tsv")
         delimiter = "\t" if tsv else _sniff(head)
@@ -172,17 +185,17 @@ def open_feed(
         assert first.error is not None  # before the header, only errors are yielded
         message = f"the header (line {first.line}) cannot be read: {first.error.message}"
         raise FeedUnreadable(message, line=first.line)
-    return Feed(format, compressed, delimiter, columns, rows, counted)
+    return Feed(format, compressed, delimiter, columns, rows, counted, content)
 
 
 # Reading bytes
 
 
 class _Counted:
-    """The source, counting the bytes taken from it."""
+    """A source's `read`, counting the bytes taken from it."""
 
-    def __init__(self, source: BinaryIO) -> None:
-        self._read = source.read
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read = read
         self.taken = 0
 
     def read(self, size: int, /) -> bytes:

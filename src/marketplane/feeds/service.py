@@ -12,7 +12,6 @@ import asyncio
 import csv
 import hashlib
 import io
-import itertools
 import os
 import socket
 import statistics
@@ -64,7 +63,10 @@ from marketplane.kernel.errors import (
 )
 from marketplane.kernel.ids import new_id
 
-BATCH = 1000
+# Rows a transaction applies, unless BATCH_BYTES of content come first. Measured on 100,000 books:
+# 5,000 a batch imported in 13.8 s (SQLite) and 12.8 s (PostgreSQL), 1,000 in 16.4 s and 15.3 s.
+BATCH = 5000
+BATCH_BYTES = 8 * 1024 * 1024
 ANALYZE_FROM = 10_000  # rows inserted by a run before planner statistics are first refreshed
 ERRORS_KEPT = 100_000  # row errors stored per run; the counts count them all
 NewUnitOfWork = Callable[[], UnitOfWork]
@@ -463,7 +465,12 @@ async def execute_run(
             source = iter(feed.rows())
 
             def next_batch() -> _Batch | None:
-                rows = list(itertools.islice(source, batch_size))
+                rows: list[Row] = []
+                until = feed.content_read + BATCH_BYTES
+                for row in source:
+                    rows.append(row)
+                    if len(rows) >= batch_size or feed.content_read >= until:
+                        break
                 return execution.prepare(rows) if rows else None
 
             writing: asyncio.Task[None] | None = None

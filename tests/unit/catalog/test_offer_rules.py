@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,6 +100,29 @@ def test_the_content_hash_changes_only_with_content() -> None:
     assert isinstance(first, ValidOffer) and isinstance(again, ValidOffer)
     assert isinstance(cheaper, ValidOffer)
     assert first.content_hash == again.content_hash != cheaper.content_hash
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"b": 1, "a": [2.5, "x"], "nested": {"z": None, "y": True}},
+        {"name": 'Ærø — 東京 \u0001 "quoted" \\ tab\t', "emoji": "📚"},
+        {"big": 2**70, "small": -(2**63)},  # past 64 bits: the json module's form
+    ],
+)
+def test_the_content_hash_is_the_canonical_json_one(attributes: dict[str, Any]) -> None:
+    """Hashes stored before the hash went through orjson stay valid: same canonical bytes."""
+    draft = _draft(attributes=attributes)
+    offer = _validate(draft)
+    assert isinstance(offer, ValidOffer)
+    canonical = json.dumps(
+        ["cat_x", "A book", "", attributes, 1299, "EUR", 1, None, "active"],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    digest = hashlib.blake2b(canonical.encode(), digest_size=16)
+    assert offer.content_hash == digest.hexdigest()
 
 
 def test_attribute_rows_index_scalars_and_arrays() -> None:
