@@ -160,9 +160,14 @@ def worker(
         int | None, typer.Option(help="Stop when this process (the server) is gone.")
     ] = None,
 ) -> None:
-    """Run feed runs (uploaded, scheduled URLs) until stopped; several may run at once."""
+    """Run feed runs (uploaded, scheduled URLs) and webhook deliveries until stopped; several
+    may run at once."""
     from marketplane.bootstrap import migrated
+    from marketplane.events import service as events
+    from marketplane.events import webhooks
+    from marketplane.feeds.service import worker_name
     from marketplane.feeds.worker import work
+    from marketplane.outbound import parse_allow
 
     async def watch(stop: asyncio.Event) -> None:
         while not stop.is_set() and os.getppid() == parent:
@@ -178,9 +183,24 @@ def worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         watching = asyncio.create_task(watch(stop)) if parent is not None else None
+        wake = asyncio.Event()  # another process committed events (PostgreSQL NOTIFY)
+        unlisten = await platform.db.listen(events.CHANNEL, wake.set)
+        allow = parse_allow(p for p in settings.allow_private_targets.split(",") if p.strip())
         try:
-            await work(platform.uow, settings, stop=stop)
+            await asyncio.gather(
+                work(platform.uow, settings, stop=stop),
+                webhooks.work(
+                    platform.uow,
+                    worker=worker_name(),
+                    allow=allow,
+                    stop=stop,
+                    poll=settings.webhook_poll_seconds,
+                    wake=wake,
+                ),
+            )
         finally:
+            if unlisten is not None:
+                await unlisten()
             if watching is not None:
                 await watching
             await platform.close()

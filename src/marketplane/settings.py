@@ -35,6 +35,33 @@ class Settings(BaseSettings):
         ge=0,
         description="Memory for store answers kept until the next commit (0 turns it off).",
     )
+    stream_heartbeat_seconds: float = Field(
+        default=15, gt=0, description="An idle event stream sends a comment this often."
+    )
+    stream_queue: int = Field(
+        default=1000,
+        ge=1,
+        description="Events a stream may fall behind; past it the client is told and dropped.",
+    )
+    stream_max_per_key: int = Field(
+        default=10, ge=1, description="Open event streams per API key, per process."
+    )
+    events_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each process reads the event log unwoken (commits wake it).",
+    )
+    webhook_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a worker looks for new events and due webhook deliveries "
+        "unwoken (on PostgreSQL, commits wake it).",
+    )
+    webhook_secret_overlap_hours: float = Field(
+        default=24,
+        ge=0,
+        description="After a secret rotation, how long deliveries are signed by the old one too.",
+    )
     data_dir: Path = Field(
         default=Path("marketplane-data"),
         description="Where uploaded and fetched feed files wait for their runs.",

@@ -183,7 +183,8 @@ def _contract(max_examples: int) -> Any:
     return schema
 
 
-contract = _contract(MAX_EXAMPLES)
+# The event stream never ends for a key that may read it: test_stream.py drives it over HTTP.
+contract = _contract(MAX_EXAMPLES).exclude(operation_id="store_stream")
 wrong_side_contract = _contract(WRONG_SIDE_EXAMPLES).include(path_regex="^/(admin|supply|store)/")
 
 

@@ -64,6 +64,10 @@ KNOWN = {
     ("POST", "/admin/v1/feeds/{run_id}/discard"): "admin_discard_feed",
     ("GET", "/admin/v1/suppliers/{supplier_id}/integration"): "admin_supplier_integration",
     ("GET", "/admin/v1/feed-metrics"): "admin_feed_metrics",
+    ("GET", "/store/v1/events"): "store_list_events",
+    ("GET", "/store/v1/stream"): "store_stream",
+    ("GET", "/supply/v1/events"): "supply_list_events",
+    ("GET", "/admin/v1/events"): "admin_list_events",
 }
 
 

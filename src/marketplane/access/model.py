@@ -40,6 +40,7 @@ class Permission(StrEnum):
     CATALOG_READ = "catalog:read"
     CATALOG_WRITE = "catalog:write"
     KEYS_WRITE = "keys:write"
+    EVENTS_READ = "events:read"
 
 
 _READ = {
@@ -47,6 +48,7 @@ _READ = {
     Permission.SUPPLIERS_READ,
     Permission.CLIENTS_READ,
     Permission.CATALOG_READ,
+    Permission.EVENTS_READ,
 }
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),

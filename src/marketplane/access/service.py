@@ -31,7 +31,9 @@ from marketplane.access.model import (
 )
 from marketplane.db.engine import Database
 from marketplane.db.uow import UnitOfWork
-from marketplane.kernel.clock import utcnow
+from marketplane.events import service as events
+from marketplane.events.model import EventType, NewEvent
+from marketplane.kernel.clock import rfc3339, utcnow
 from marketplane.kernel.errors import Conflict, Forbidden, NotFound, Unauthorized, field_error
 from marketplane.kernel.ids import has_prefix, new_id
 
@@ -163,7 +165,21 @@ async def create_supplier(uow: UnitOfWork, *, name: str, email: str | None) -> S
         updated_at=now,
     )
     await store.insert_supplier(await uow.connection(), supplier)
+    await events.emit(uow, _supplier_event(EventType.SUPPLIER_CREATED, supplier, version=1))
     return supplier
+
+
+def _supplier_event(
+    kind: EventType, supplier: Supplier, *, version: int, **extra: str | None
+) -> NewEvent:
+    payload = {
+        "id": supplier.id,
+        "name": supplier.name,
+        "status": str(supplier.status),
+        "updated_at": rfc3339(supplier.updated_at),
+        **extra,
+    }
+    return NewEvent(kind, supplier.id, version, payload, supplier_id=supplier.id)
 
 
 async def get_supplier(uow: UnitOfWork, *, supplier_id: str) -> Supplier:
@@ -201,7 +217,17 @@ async def transition_supplier(
     )
     if not changed:
         raise Conflict("the supplier changed meanwhile; try again", code="concurrent_update")
-    return replace(supplier, status=target, updated_at=at)
+    now = replace(supplier, status=target, updated_at=at)
+    version = await store.status_changes(await uow.connection(), supplier_id) + 1  # created: 1
+    event = _supplier_event(
+        EventType.SUPPLIER_STATUS_CHANGED,
+        now,
+        version=version,
+        previous=str(supplier.status),
+        reason=reason,
+    )
+    await events.emit(uow, event)
+    return now
 
 
 async def supplier_history(uow: UnitOfWork, *, supplier_id: str) -> list[dict[str, object]]:

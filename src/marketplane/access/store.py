@@ -222,6 +222,12 @@ async def set_supplier_status(
     return True
 
 
+async def status_changes(conn: AsyncConnection, supplier_id: str) -> int:
+    """How many status changes the supplier has had (this transaction's included)."""
+    query = sa.select(sa.func.count()).where(supplier_status_history.c.supplier_id == supplier_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
 async def supplier_history(conn: AsyncConnection, supplier_id: str) -> list[dict[str, Any]]:
     rows = await conn.execute(
         supplier_status_history.select()

@@ -146,7 +146,17 @@ def validate_offer(
         quantity=draft.quantity,
         gtin=gtin,
         status=draft.status,
-        content_hash=_content_hash(draft, category.id, amount, gtin),
+        content_hash=content_hash(
+            category.id,
+            title,
+            draft.description,
+            draft.attributes,
+            amount,
+            draft.price_currency,
+            draft.quantity,
+            gtin,
+            draft.status,
+        ),
         search_title=search_text(title),
         search_body=search_text(" ".join([draft.description, *_attribute_words(draft.attributes)])),
         entries=attribute_rows(draft.attributes),
@@ -198,17 +208,28 @@ def _gtin(draft: OfferDraft, category: Category, errors: list[FieldError]) -> st
     return gtin
 
 
-def _content_hash(draft: OfferDraft, category_id: str, amount: int, gtin: str | None) -> str:
+def content_hash(
+    category_id: str,
+    title: str,
+    description: str,
+    attributes: Mapping[str, Any],
+    amount: int,
+    currency: str,
+    quantity: int,
+    gtin: str | None,
+    status: str,
+) -> str:
+    """What identifies an offer's content: equal hashes, nothing to write."""
     content = [
         category_id,
-        draft.title.strip(),
-        draft.description,
-        draft.attributes,
+        title,
+        description,
+        attributes,
         amount,
-        draft.price_currency,
-        draft.quantity,
+        currency,
+        quantity,
         gtin,
-        str(draft.status),
+        str(status),
     ]
     try:
         # The same bytes as the json module's compact, sorted, non-ASCII form below, ten times
@@ -219,6 +240,34 @@ def _content_hash(draft: OfferDraft, category_id: str, amount: int, gtin: str | 
             content, sort_keys=True, separators=(",", ":"), ensure_ascii=False
         ).encode()
     return hashlib.blake2b(canonical, digest_size=16).hexdigest()
+
+
+def change_kind(
+    offer: ValidOffer, *, hash_before: str, price_before: int, quantity_before: int
+) -> str:
+    """What an update of a stored offer (its content hash, price and quantity before) to `offer`
+    changed: "price" or "quantity" when nothing else did, else "content"."""
+
+    def hash_with(amount: int, quantity: int) -> str:
+        return content_hash(
+            offer.category_id,
+            offer.title,
+            offer.description,
+            offer.attributes,
+            amount,
+            offer.currency,
+            quantity,
+            offer.gtin,
+            offer.status,
+        )
+
+    same_price = offer.price_amount == price_before
+    same_quantity = offer.quantity == quantity_before
+    if same_quantity and not same_price and hash_with(price_before, offer.quantity) == hash_before:
+        return "price"
+    if same_price and not same_quantity and hash_with(price_before, quantity_before) == hash_before:
+        return "quantity"
+    return "content"
 
 
 # --- GTIN / ISBN ----------------------------------------------------------------------------

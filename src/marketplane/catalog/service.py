@@ -26,6 +26,7 @@ from marketplane.catalog.model import (
     SearchRequest,
     Sort,
     ValidOffer,
+    change_kind,
     validate_offer,
 )
 from marketplane.catalog.search import (
@@ -37,6 +38,8 @@ from marketplane.catalog.search import (
     visible_to,
 )
 from marketplane.db.uow import UnitOfWork
+from marketplane.events import service as events
+from marketplane.events.model import OFFER_CHANGES, NewEvent, store_type
 from marketplane.kernel.clock import rfc3339, utcnow
 from marketplane.kernel.errors import Conflict, FieldError, NotFound, ValidationFailed, field_error
 from marketplane.kernel.ids import new_id
@@ -146,8 +149,15 @@ async def list_categories(uow: UnitOfWork, *, view: ClientView | None = None) ->
 async def apply_supplier_status(uow: UnitOfWork, *, supplier_id: str, status: str) -> None:
     """Only an active supplier's offers are listed to clients; pending ones are a sandbox."""
     conn = await uow.connection()
-    await store.set_listed(conn, supplier_id, status == "active")
-    if status == "active" and await store.has_active_offers(conn, supplier_id):
+    listed = status == "active"
+    await store.set_listed(conn, supplier_id, listed)
+    where, values = store.listing_change(supplier_id, listed)
+    async for chunk in store.change_offers(conn, where, values):
+        happened = _offer_events(
+            "listed" if listed else "unlisted", ((o, live, listed) for o, live in chunk)
+        )
+        await events.emit(uow, *happened)
+    if listed and await store.has_active_offers(conn, supplier_id):
         await access.mark_milestone(
             uow, supplier_id=supplier_id, milestone=Milestone.FIRST_OFFER_LIVE
         )
@@ -247,6 +257,8 @@ async def _write(
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     reindex: list[tuple[str, ValidOffer, int | None]] = []
+    happened: list[NewEvent] = []
+    stamp = rfc3339(now)
     for sku, (index, offer) in valid.items():
         result = results[index]
         row = existing.get(sku)
@@ -282,6 +294,7 @@ async def _write(
             )
             result.outcome, result.offer_id, result.version = "created", offer_id, 1
             reindex.append((offer_id, offer, None))
+            happened.append(_offer_event("created", inserts[-1], stamp, stamp, live_before=False))
         elif row.content_hash == offer.content_hash:
             result.outcome, result.offer_id, result.version = "unchanged", row.id, row.version
         else:
@@ -289,10 +302,23 @@ async def _write(
             result.outcome, result.offer_id, result.version = "updated", row.id, row.version + 1
             if row.attributes != offer.attributes:
                 reindex.append((row.id, offer, row.pk))
+            kind = change_kind(
+                offer,
+                hash_before=row.content_hash,
+                price_before=row.price_amount,
+                quantity_before=row.quantity,
+            )
+            written = {**updates[-1], "id": row.id, "sku": sku, "supplier_id": supplier_id}
+            happened.append(
+                _offer_event(
+                    kind, written, rfc3339(row.created_at), stamp, live_before=bool(row.live)
+                )
+            )
     if dry_run:
         return
     pks = await store.insert_offers(conn, inserts)
     await store.update_offers(conn, updates)
+    await events.emit(uow, *happened)
     if any(row["live"] for row in (*inserts, *updates)):
         await access.mark_milestone(
             uow, supplier_id=supplier_id, milestone=Milestone.FIRST_OFFER_LIVE
@@ -305,6 +331,55 @@ async def _write(
             stale.append(old_pk)
         entries.extend((pk, name, text, number) for name, text, number in offer.entries)
     await store.replace_attributes(conn, stale, entries)
+
+
+def _offer_event(
+    kind: str, row: dict[str, Any], created: str, updated: str, *, live_before: bool
+) -> NewEvent:
+    """The event of an offer write (`row`: the offer's columns as written)."""
+    payload = {
+        "id": row["id"],
+        "sku": row["sku"],
+        "supplier": row["supplier_id"],
+        "category": row["category_id"],
+        "title": row["title"],
+        "description": row["description"],
+        "attributes": row["attributes"],
+        "price": {"amount": row["price_amount"], "currency": row["currency"]},
+        "quantity": row["quantity"],
+        "status": row["status"],
+        "gtin": row["gtin"],
+        "product": row["product_id"],
+        "source": row["source"],
+        "version": row["version"],
+        "created_at": created,
+        "updated_at": updated,
+    }
+    return _event(kind, payload, row["category_id"], live_before, bool(row["live"]))
+
+
+def _event(
+    kind: str, payload: dict[str, Any], category_id: str, live_before: bool, live_after: bool
+) -> NewEvent:
+    event_type = OFFER_CHANGES[kind]
+    return NewEvent(
+        type=event_type,
+        object_id=payload["id"],
+        version=payload["version"],
+        payload=payload,
+        supplier_id=payload["supplier"],
+        category_id=category_id,
+        store_type=store_type(event_type, live_before=live_before, live_after=live_after),
+    )
+
+
+def _offer_events(kind: str, offers: Iterable[tuple[Offer, bool, bool]]) -> list[NewEvent]:
+    """Events of offers changed as a whole (removed, switched off, listed or unlisted):
+    each with whether it was live before and is live after."""
+    return [
+        _event(kind, present_offer(o, with_supplier=True), o.category_id, before, after)
+        for o, before, after in offers
+    ]
 
 
 async def _products_for(uow: UnitOfWork, offers: list[ValidOffer], now: Any) -> dict[str, str]:
@@ -335,12 +410,10 @@ async def _products_for(uow: UnitOfWork, offers: list[ValidOffer], now: Any) -> 
 
 
 async def delete_offer(uow: UnitOfWork, *, supplier_id: str, sku: str) -> Offer:
-    offer = await store.offer_by_sku(await uow.connection(), supplier_id, sku)
-    if offer is None or offer.status is OfferStatus.DELETED:
+    gone = await _retire(uow, store.undeleted(await uow.connection(), supplier_id, [sku]))
+    if not gone:
         raise NotFound(f"no offer with sku {sku!r}", code="offer_not_found")
-    now = utcnow()
-    await store.mark_deleted(await uow.connection(), offer.pk, version=offer.version + 1, at=now)
-    return replace(offer, status=OfferStatus.DELETED, version=offer.version + 1, updated_at=now)
+    return gone[0]
 
 
 async def delete_offers(
@@ -349,9 +422,31 @@ async def delete_offers(
     """Deletes these offers of the supplier; returns the SKUs it deleted (the others were gone
     already, or never existed: deleting them again changes nothing). `dry_run` only tells."""
     conn = await uow.connection()
-    if dry_run:
+    if dry_run or not skus:
         return await store.not_deleted(conn, supplier_id, skus)
-    return await store.mark_many_deleted(conn, supplier_id, skus, utcnow())
+    return {o.sku for o in await _retire(uow, store.undeleted(conn, supplier_id, skus))}
+
+
+async def _retire(
+    uow: UnitOfWork,
+    where: Sequence[Any],
+    status: OfferStatus = OfferStatus.DELETED,
+    limit: int | None = None,
+) -> list[Offer]:
+    """Takes the offers matching `where` out of the store as `status`, with their events;
+    returns them as they are now."""
+    at = utcnow()
+    done: list[Offer] = []
+    values = store.retirement(status, at)
+    async for chunk in store.change_offers(await uow.connection(), where, values, limit=limit):
+        now = [
+            (replace(o, status=status, version=o.version + 1, updated_at=at), live)
+            for o, live in chunk
+        ]
+        kind = "removed" if status is OfferStatus.DELETED else "content"
+        await events.emit(uow, *_offer_events(kind, ((o, live, False) for o, live in now)))
+        done.extend(o for o, _ in now)
+    return done
 
 
 # --- full replacement: offers a complete listing does not name are switched off ---------------
@@ -383,9 +478,9 @@ async def unlisted_count(uow: UnitOfWork, *, supplier_id: str, token: str) -> tu
 async def deactivate_unlisted(
     uow: UnitOfWork, *, supplier_id: str, token: str, limit: int = 1000
 ) -> int:
-    return await store.deactivate_absent(
-        await uow.connection(), supplier_id, token, limit=limit, at=utcnow()
-    )
+    """Switches off up to `limit` active offers the listing did not name; returns how many."""
+    switched = await _retire(uow, store.absent(supplier_id, token), OfferStatus.INACTIVE, limit)
+    return len(switched)
 
 
 async def forget_listed(uow: UnitOfWork, *, token: str) -> None:

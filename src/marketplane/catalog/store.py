@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -212,6 +212,7 @@ async def is_listed(conn: AsyncConnection, supplier_id: str) -> bool:
 
 
 async def set_listed(conn: AsyncConnection, supplier_id: str, listed: bool) -> None:
+    """Records whether the supplier is listed; its offers follow through `change_offers`."""
     updated = await conn.execute(
         supplier_listing.update()
         .where(supplier_listing.c.supplier_id == supplier_id)
@@ -219,22 +220,67 @@ async def set_listed(conn: AsyncConnection, supplier_id: str, listed: bool) -> N
     )
     if updated.rowcount == 0:
         await conn.execute(supplier_listing.insert().values(supplier_id=supplier_id, listed=listed))
+
+
+def listing_change(
+    supplier_id: str, listed: bool
+) -> tuple[list[sa.ColumnElement[bool]], dict[str, Any]]:
+    """The offers a listing change switches on or off, and how (for `change_offers`)."""
     if listed:
-        await conn.execute(
-            offers.update()
-            .where(
-                offers.c.supplier_id == supplier_id,
-                offers.c.status == str(OfferStatus.ACTIVE),
-                offers.c.live == 0,
+        where = [
+            offers.c.supplier_id == supplier_id,
+            offers.c.status == str(OfferStatus.ACTIVE),
+            offers.c.live == 0,
+        ]
+        return where, {"live": 1}
+    return [offers.c.supplier_id == supplier_id, offers.c.live == 1], {"live": 0}
+
+
+CHANGE_CHUNK = 1000
+
+
+async def change_offers(
+    conn: AsyncConnection,
+    where: Sequence[sa.ColumnElement[bool]],
+    values: dict[str, Any],
+    *,
+    limit: int | None = None,
+) -> AsyncIterator[list[tuple[Offer, bool]]]:
+    """Sets `values` on the offers matching `where` (at most `limit`), CHANGE_CHUNK at a time;
+    yields each chunk's offers as they were before, with whether each was live. The change must
+    take an offer out of `where`, or it would be found again."""
+    left = limit
+    while left is None or left > 0:
+        size = CHANGE_CHUNK if left is None else min(CHANGE_CHUNK, left)
+        rows = (
+            await conn.execute(
+                sa.select(*OFFER_COLUMNS, offers.c.live)
+                .where(*where)
+                .order_by(offers.c.pk)
+                .limit(size)
             )
-            .values(live=1)
-        )
-    else:
+        ).all()
+        if not rows:
+            return
         await conn.execute(
-            offers.update()
-            .where(offers.c.supplier_id == supplier_id, offers.c.live == 1)
-            .values(live=0)
+            offers.update().where(among(conn, offers.c.pk, [r.pk for r in rows])).values(values)
         )
+        yield [(offer_from_row(r), bool(r.live)) for r in rows]
+        if left is not None:
+            left -= len(rows)
+        if len(rows) < size:
+            return
+
+
+def retirement(status: OfferStatus, at: datetime) -> dict[str, Any]:
+    """The values that take offers out of the store as deleted or inactive (`change_offers`)."""
+    return {
+        "status": str(status),
+        "live": 0,
+        "version": offers.c.version + 1,
+        "updated_at": at,
+        "content_hash": str(status),  # so the same offer sent again is an update
+    }
 
 
 # --- products -------------------------------------------------------------------------------
@@ -270,6 +316,9 @@ async def existing_offers(
             offers.c.attributes,
             offers.c.created_at,
             offers.c.product_id,
+            offers.c.price_amount,
+            offers.c.quantity,
+            offers.c.live,
         ).where(offers.c.supplier_id == supplier_id, among(conn, offers.c.sku, skus))
     )
     return {r.sku: r for r in rows}
@@ -363,20 +412,6 @@ async def offer_by_id(conn: AsyncConnection, offer_id: str) -> Offer | None:
     return offer_from_row(row) if row else None
 
 
-async def mark_deleted(conn: AsyncConnection, offer_pk: int, *, version: int, at: datetime) -> None:
-    await conn.execute(
-        offers.update()
-        .where(offers.c.pk == offer_pk)
-        .values(
-            status=str(OfferStatus.DELETED),
-            live=0,
-            version=version,
-            updated_at=at,
-            content_hash="deleted",
-        )
-    )
-
-
 async def list_offers(
     conn: AsyncConnection,
     *,
@@ -443,23 +478,9 @@ async def count_active(conn: AsyncConnection, supplier_id: str) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
-async def deactivate_absent(
-    conn: AsyncConnection, supplier_id: str, token: str, *, limit: int, at: datetime
-) -> int:
-    """Switches off up to `limit` active offers the listing did not name; returns how many."""
-    batch = sa.select(offers.c.pk).where(_absent(supplier_id, token)).limit(limit)
-    done = await conn.execute(
-        offers.update()
-        .where(offers.c.pk.in_(batch.scalar_subquery()))
-        .values(
-            status=str(OfferStatus.INACTIVE),
-            live=0,
-            version=offers.c.version + 1,
-            updated_at=at,
-            content_hash="deactivated",  # so the same offer sent again is an update
-        )
-    )
-    return int(done.rowcount)
+def absent(supplier_id: str, token: str) -> list[sa.ColumnElement[bool]]:
+    """Active offers of the supplier its listing `token` did not name (for `change_offers`)."""
+    return [_absent(supplier_id, token)]
 
 
 async def forget_seen(conn: AsyncConnection, token: str) -> None:
@@ -473,37 +494,22 @@ async def has_active_offers(conn: AsyncConnection, supplier_id: str) -> bool:
     return (await conn.execute(query.limit(1))).first() is not None
 
 
+def undeleted(
+    conn: AsyncConnection, supplier_id: str, skus: Sequence[str]
+) -> list[sa.ColumnElement[bool]]:
+    """The supplier's offers with these SKUs that are not deleted (for `change_offers`)."""
+    return [
+        offers.c.supplier_id == supplier_id,
+        among(conn, offers.c.sku, skus),
+        offers.c.status != str(OfferStatus.DELETED),
+    ]
+
+
 async def not_deleted(conn: AsyncConnection, supplier_id: str, skus: Sequence[str]) -> set[str]:
     if not skus:
         return set()
-    found = await conn.execute(
-        sa.select(offers.c.sku).where(
-            offers.c.supplier_id == supplier_id,
-            among(conn, offers.c.sku, skus),
-            offers.c.status != str(OfferStatus.DELETED),
-        )
-    )
+    found = await conn.execute(sa.select(offers.c.sku).where(*undeleted(conn, supplier_id, skus)))
     return {r.sku for r in found}
-
-
-async def mark_many_deleted(
-    conn: AsyncConnection, supplier_id: str, skus: Sequence[str], at: datetime
-) -> set[str]:
-    """Deletes the supplier's offers with these SKUs; returns the SKUs that were not deleted yet."""
-    doomed = list(await not_deleted(conn, supplier_id, skus))
-    if doomed:
-        await conn.execute(
-            offers.update()
-            .where(offers.c.supplier_id == supplier_id, offers.c.sku.in_(doomed))
-            .values(
-                status=str(OfferStatus.DELETED),
-                live=0,
-                version=offers.c.version + 1,
-                updated_at=at,
-                content_hash="deleted",
-            )
-        )
-    return set(doomed)
 
 
 async def analyze(conn: AsyncConnection) -> None:

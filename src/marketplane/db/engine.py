@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,22 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.writer.dialect.name
+
+    async def listen(
+        self, channel: str, callback: Callable[[], None]
+    ) -> Callable[[], Awaitable[None]] | None:
+        """Calls `callback` on every NOTIFY on `channel` (PostgreSQL; None elsewhere), on a
+        connection of its own; returns how to stop."""
+        if self.dialect != "postgresql":
+            return None
+        dsn = make_url(self.url).set(drivername="postgresql")
+        conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+        await conn.add_listener(channel, lambda *_: callback())
+
+        async def stop() -> None:
+            await conn.close()
+
+        return stop
 
     async def dispose(self) -> None:
         if self._watch is not None:

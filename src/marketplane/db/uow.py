@@ -9,7 +9,7 @@ SQLite (see Database.inline) and through `conn` elsewhere; `conn` is for anythin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -36,6 +36,8 @@ class UnitOfWork:
         self.dialect = db.dialect
         self.inline_overruns = 0
         self._after_commit: list[Callable[[], None]] = []
+        self._before_commit: list[Callable[[], Awaitable[None]]] = []
+        self.state: dict[str, Any] = {}  # what services keep for this transaction
 
     @property
     def conn(self) -> AsyncConnection:
@@ -92,10 +94,17 @@ class UnitOfWork:
         if not self._write:
             raise RuntimeError("a read-only unit of work cannot commit")
         assert self._tx is not None
+        hooks, self._before_commit = self._before_commit, []
+        for hook in hooks:
+            await hook()
         await self._tx.commit()
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             callback()
+
+    def before_commit(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Awaits `hook` in this transaction just before it commits (its last writes)."""
+        self._before_commit.append(hook)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Runs `callback` once this unit of work has committed (never if it rolls back)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import hashlib
 import io
 import os
@@ -28,6 +29,8 @@ from marketplane.access.model import Milestone
 from marketplane.catalog import service as catalog
 from marketplane.catalog.model import Category, OfferDraft, ValidOffer
 from marketplane.db.uow import UnitOfWork
+from marketplane.events import service as events
+from marketplane.events.model import EventType, NewEvent
 from marketplane.feeds import store
 from marketplane.feeds.mapping import (
     EMPTY,
@@ -53,7 +56,8 @@ from marketplane.feeds.model import (
     spreadsheet_safe,
 )
 from marketplane.feeds.parse import Feed, FeedFormat, FeedUnreadable, Row, open_feed
-from marketplane.kernel.clock import utcnow
+from marketplane.kernel.clock import rfc3339, utcnow
+from marketplane.kernel.compact_set import CompactIntSet
 from marketplane.kernel.errors import (
     Conflict,
     FieldError,
@@ -167,7 +171,36 @@ async def create_run(
         file_sha256=stored.sha256 if stored else None,
     )
     await store.insert_run(await uow.connection(), run)
+    await _run_event(uow, run)
     return run
+
+
+_RUN_EVENTS = {
+    RunStatus.QUEUED: (EventType.FEED_RUN_QUEUED, 1),
+    RunStatus.RUNNING: (EventType.FEED_RUN_STARTED, 2),
+    RunStatus.HELD: (EventType.FEED_RUN_HELD, 3),
+    RunStatus.COMPLETE: (EventType.FEED_RUN_COMPLETED, 4),
+    RunStatus.FAILED: (EventType.FEED_RUN_FAILED, 4),
+}  # the event of a run reaching each status, and the run's version then
+
+
+async def _run_event(uow: UnitOfWork, run: FeedRun) -> None:
+    kind, version = _RUN_EVENTS[run.status]
+    payload = {
+        "id": run.id,
+        "supplier": run.supplier_id,
+        "status": str(run.status),
+        "mode": str(run.mode),
+        "dry_run": run.dry_run,
+        "origin": str(run.origin),
+        "filename": run.filename,
+        "counts": dataclasses.asdict(run.counts),
+        "line_reached": run.line_reached,
+        "error": {"code": run.error_code, "detail": run.error_detail} if run.error_code else None,
+        "created_at": rfc3339(run.created_at),
+        "finished_at": rfc3339(run.finished_at) if run.finished_at else None,
+    }
+    await events.emit(uow, NewEvent(kind, run.id, version, payload, supplier_id=run.supplier_id))
 
 
 def new_run_id() -> str:
@@ -258,7 +291,7 @@ class _Execution:
         self.mapper = mapper
         self.progress = progress
         self.errors_kept = 0
-        self.skus_before: set[int] = set()  # hashes of SKUs in earlier batches (duplicates)
+        self.skus_before = CompactIntSet()  # hashes of SKUs in earlier batches (duplicates)
         self.analyzed_at = ANALYZE_FROM // 2  # rows inserted at the last statistics refresh
 
     def prepare(self, rows: Sequence[Row]) -> _Batch:
@@ -396,6 +429,7 @@ async def _finish(
         run.error_code, run.error_detail = code, detail
         if not await store.save_run(await uow.connection(), run, expected=previous):
             raise RunTaken(run.id)
+        await _run_event(uow, run)
         if run.status is RunStatus.COMPLETE:
             await access.mark_milestone(
                 uow, supplier_id=run.supplier_id, milestone=Milestone.FIRST_FEED_VALIDATED
@@ -421,6 +455,7 @@ async def start_run(new_uow: NewUnitOfWork, run_id: str, *, worker: str) -> Feed
         run.worker = worker
         if not await store.save_run(await uow.connection(), run, expected=RunStatus.QUEUED):
             return None
+        await _run_event(uow, run)
         await uow.commit()
     return run
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,6 +17,10 @@ from marketplane.bootstrap import Platform, build
 from marketplane.catalog.routes import admin as catalog_admin
 from marketplane.catalog.routes import store as catalog_store
 from marketplane.catalog.routes import supply as catalog_supply
+from marketplane.events import routes as event_routes
+from marketplane.events import service as events
+from marketplane.events import webhook_routes
+from marketplane.events.hub import Hub
 from marketplane.feeds import routes as feed_routes
 from marketplane.http import errors
 from marketplane.http.idempotency import Idempotency, purge_expired
@@ -42,6 +47,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         try:
             yield
         finally:
+            if hub_started:
+                stop = await hub_started[0]
+                await stop[1]()
             if own:
                 await app.state.platform.close()
 
@@ -55,6 +63,27 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     document_problems_as_problem_json(app)
     if platform is not None:
         app.state.platform = platform
+    # The events hub starts with the first stream (so also under test clients that skip the
+    # lifespan), once per app; the lifespan stops it.
+    hub_started: list[asyncio.Task[tuple[Hub, Callable[[], Awaitable[None]]]]] = []
+
+    async def events_hub_ready() -> Hub:
+        if not hub_started:
+            current: Platform = app.state.platform
+            hub_started.append(
+                asyncio.ensure_future(
+                    events.start_hub(
+                        lambda: current.uow(write=False),
+                        current.db,
+                        poll_seconds=current.settings.events_poll_seconds,
+                        max_per_key=current.settings.stream_max_per_key,
+                    )
+                )
+            )
+        hub, _ = await hub_started[0]
+        return hub
+
+    app.state.events_hub_ready = events_hub_ready
     errors.install(app)
     # The store's routes first: they take most of the traffic, and routes match in order.
     for router in (
@@ -64,6 +93,12 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         catalog_supply.router,
         feed_routes.supply,
         feed_routes.operator,
+        event_routes.store,
+        event_routes.supply,
+        event_routes.operator,
+        webhook_routes.store,
+        webhook_routes.supply,
+        webhook_routes.operator,
     ):
         app.include_router(router)
 

@@ -77,6 +77,13 @@ class Conflict(MarketplaneError):
 
 
 @dataclass
+class TooManyRequests(MarketplaneError):
+    code: str = "too_many_requests"
+    status = 429
+    title = "Too many requests"
+
+
+@dataclass
 class InvalidTransition(Conflict):
     code: str = "invalid_transition"
 

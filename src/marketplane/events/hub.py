@@ -1,0 +1,144 @@
+"""The live side of the log: one tailer per process fans new events out to its subscribers.
+
+The outbox stays the truth. The hub reads it after the last event it dispatched, woken when this
+process commits events, when another process does (PostgreSQL NOTIFY, see `listen`), and every
+`poll_seconds` regardless. Each subscriber has a bounded queue: one that cannot keep up is told
+so and dropped (its stream ends with where to resume), so it never slows the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from marketplane.events.model import Event
+
+log = logging.getLogger("marketplane.events")
+ReadAfter = Callable[[int, int], Awaitable[list[Event]]]  # (after seq, limit) -> events
+PAGE = 1000
+
+
+Frames = dict[object, bytes]  # an event's rendered frames, by presentation: shared while fanned out
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One stream. `frame` renders an event for it (None: not for it), reusing a frame another
+    subscriber with the same presentation rendered (`Frames`); frames are queued."""
+
+    key_id: str
+    frame: Callable[[Event, Frames], bytes | None]
+    limit: int = 1000
+    queue: asyncio.Queue[tuple[int, bytes]] = field(init=False)
+    dropped: bool = False
+    delivered: int = 0
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.limit)
+
+    def offer(self, seq: int, data: bytes) -> None:
+        if self.dropped:
+            return
+        try:
+            self.queue.put_nowait((seq, data))
+        except asyncio.QueueFull:
+            self.dropped = True  # nothing more is queued: the stream ends, saying where it was
+
+
+class TooManyStreams(Exception):
+    pass
+
+
+class Hub:
+    def __init__(
+        self,
+        read_after: ReadAfter,
+        *,
+        poll_seconds: float = 1.0,
+        max_per_key: int = 10,
+        observe: Callable[[Event, float], None] | None = None,
+    ) -> None:
+        self._read_after = read_after
+        self._poll = poll_seconds
+        self._max_per_key = max_per_key
+        self._observe = observe
+        self._subscribers: set[Subscriber] = set()
+        self._per_key: Counter[str] = Counter()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.cursor = 0  # the last event dispatched
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self, subscriber: Subscriber) -> int:
+        """Registers the stream; returns the cursor from which its queue receives events (every
+        later one is queued for it; earlier ones it reads from the log itself)."""
+        if self._per_key[subscriber.key_id] >= self._max_per_key:
+            raise TooManyStreams(subscriber.key_id)
+        self._per_key[subscriber.key_id] += 1
+        self._subscribers.add(subscriber)
+        return self.cursor
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        if subscriber in self._subscribers:
+            self._subscribers.discard(subscriber)
+            self._per_key[subscriber.key_id] -= 1
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self, last_seq: int) -> None:
+        self.cursor = last_seq
+        self._task = asyncio.create_task(self._run(), name="events-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+            self._wake.clear()
+            try:
+                await self.dispatch()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database may be briefly away: say so, poll again
+                log.exception("reading the event log failed; retrying")
+                await asyncio.sleep(self._poll)
+
+    async def dispatch(self) -> int:
+        """Reads what is new and hands it out; returns how many events."""
+        total = 0
+        while True:
+            found = await self._read_after(self.cursor, PAGE)
+            if not found:
+                return total
+            self.fan_out(found)
+            total += len(found)
+            if len(found) < PAGE:
+                return total
+
+    def fan_out(self, found: Iterable[Event]) -> None:
+        subscribers = list(self._subscribers)
+        for event in found:
+            now = time.time()
+            frames: Frames = {}
+            for subscriber in subscribers:
+                data = subscriber.frame(event, frames)
+                if data is not None:
+                    subscriber.offer(event.seq, data)
+            self.cursor = event.seq
+            if self._observe is not None:
+                self._observe(event, now)

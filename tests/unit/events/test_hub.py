@@ -1,0 +1,86 @@
+"""The hub hands each event to the streams that take it; one that cannot keep up is dropped
+without holding back the others."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from marketplane.events.hub import Frames, Hub, Subscriber, TooManyStreams
+from marketplane.events.model import Event, EventType
+
+
+def event(seq: int, supplier: str = "sup_a") -> Event:
+    return Event(
+        seq, f"evt_{seq}", EventType.OFFER_CREATED, EventType.OFFER_CREATED, f"off_{seq}", 1,
+        supplier, "cat_books", {"id": f"off_{seq}"}, datetime(2026, 1, 1, tzinfo=UTC),
+    )  # fmt: skip
+
+
+def taking(supplier: str, rendered: list[int]) -> Subscriber:
+    def frame(e: Event, frames: Frames) -> bytes | None:
+        if e.supplier_id != supplier:
+            return None
+        if supplier not in frames:
+            rendered.append(e.seq)
+            frames[supplier] = b"%d" % e.seq
+        return frames[supplier]
+
+    return Subscriber(key_id=f"key_{supplier}", frame=frame, limit=3)
+
+
+async def nothing(after: int, limit: int) -> list[Event]:
+    return []
+
+
+async def test_events_reach_the_streams_that_take_them() -> None:
+    hub = Hub(nothing, max_per_key=5)
+    rendered: list[int] = []
+    a1, a2, b = taking("sup_a", rendered), taking("sup_a", rendered), taking("sup_b", rendered)
+    for s in (a1, a2, b):
+        assert hub.subscribe(s) == 0
+    hub.fan_out([event(1), event(2, "sup_b")])
+    assert [a1.queue.get_nowait(), a2.queue.get_nowait()] == [(1, b"1"), (1, b"1")]
+    assert b.queue.get_nowait() == (2, b"2")
+    assert rendered == [1, 2]  # one rendering per event, shared by streams alike
+    assert hub.cursor == 2
+
+
+async def test_a_slow_stream_is_dropped_and_the_others_go_on() -> None:
+    hub = Hub(nothing, max_per_key=5)
+    slow, quick = taking("sup_a", []), taking("sup_a", [])
+    hub.subscribe(slow)
+    hub.subscribe(quick)
+    for seq in range(1, 8):
+        hub.fan_out([event(seq)])
+        quick.queue.get_nowait()  # this one keeps up
+    assert slow.dropped and not quick.dropped
+    assert [slow.queue.get_nowait()[0] for _ in range(3)] == [1, 2, 3]
+
+
+async def test_streams_per_key_are_capped() -> None:
+    hub = Hub(nothing, max_per_key=2)
+    first, second, third = (taking("sup_a", []) for _ in range(3))
+    hub.subscribe(first)
+    hub.subscribe(second)
+    with pytest.raises(TooManyStreams):
+        hub.subscribe(third)
+    hub.unsubscribe(first)
+    hub.subscribe(third)  # room again
+    assert hub.subscribers == 2
+
+
+async def test_dispatch_reads_on_from_its_cursor() -> None:
+    log = [event(n) for n in range(1, 2501)]
+    asked: list[int] = []
+
+    async def read_after(after: int, limit: int) -> list[Event]:
+        asked.append(after)
+        return [e for e in log if e.seq > after][:limit]
+
+    hub = Hub(read_after)
+    await hub.start(1000)
+    await hub.stop()
+    assert await hub.dispatch() == 1500
+    assert asked == [1000, 2000] and hub.cursor == 2500
