@@ -196,6 +196,8 @@ def worker(
                     stop=stop,
                     poll=settings.webhook_poll_seconds,
                     wake=wake,
+                    attempt_seconds=settings.webhook_timeout_seconds,
+                    lease=settings.webhook_lease_seconds,
                 ),
             )
         finally:

@@ -7,7 +7,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -56,6 +56,15 @@ class Settings(BaseSettings):
         gt=0,
         description="How often a worker looks for new events and due webhook deliveries "
         "unwoken (on PostgreSQL, commits wake it).",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=15, gt=0, description="How long a webhook attempt may take."
+    )
+    webhook_lease_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="How long a worker holds a delivery it claimed: longer than an attempt "
+        "takes (a dead worker's claims lapse after it, and another worker retries).",
     )
     webhook_secret_overlap_hours: float = Field(
         default=24,
@@ -115,6 +124,15 @@ class Settings(BaseSettings):
             if entry:
                 ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_attempts(self) -> Settings:
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            raise ValueError(
+                "webhook_lease_seconds must be longer than webhook_timeout_seconds, or two "
+                "workers could attempt the same delivery at once"
+            )
+        return self
 
     @property
     def is_sqlite(self) -> bool:

@@ -141,3 +141,24 @@ async def test_types_filter_and_bad_requests(market: Market) -> None:
     assert negative.status_code == 422
     wrong_side = await market.api.get("/store/v1/events", headers=market.auth(supplier))
     assert wrong_side.status_code == 403
+
+
+async def test_metrics_show_latency_per_client(market: Market) -> None:
+    # given
+    client_id, client = await market.client("Web")
+    await market.store(client, "/store/v1/offers")
+    # when
+    response = await market.api.get("/metrics")
+    # then
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    lines = response.text.splitlines()
+    assert any(
+        line.startswith("marketplane_http_request_seconds_count")
+        and f'client="{client_id}"' in line
+        and 'route="/store/v1/offers"' in line
+        for line in lines
+    )
+    assert any(
+        line.startswith('marketplane_webhook_deliveries{status="pending"}') for line in lines
+    )

@@ -167,6 +167,16 @@ def test_a_stream_receives_changes_and_resumes_without_a_gap(
             third = http.get("/store/v1/stream", headers=_auth(client))
         assert third.status_code == 429
         assert third.json()["code"] == "too_many_streams"
+        # and the live deliveries were measured, commit to stream
+        fresh = http.get("/admin/v1/events/freshness", headers=_auth(operator)).json()
+        metrics = http.get("/metrics").text
+    assert fresh["count"] >= 3 and 0 <= fresh["p50_ms"] <= fresh["p99_ms"]
+    count = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("marketplane_event_freshness_seconds_count")
+    )
+    assert count >= 3
 
 
 @pytest.fixture

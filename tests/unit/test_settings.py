@@ -35,3 +35,9 @@ def test_private_targets_must_be_addresses_or_networks() -> None:
     assert Settings(allow_private_targets="127.0.0.1, 10.0.0.0/8").allow_private_targets
     with pytest.raises(ValidationError, match="not-an-address"):
         Settings(allow_private_targets="127.0.0.1,not-an-address")
+
+
+def test_a_webhook_claim_must_outlast_an_attempt() -> None:
+    assert Settings(webhook_timeout_seconds=2, webhook_lease_seconds=3).webhook_lease_seconds == 3
+    with pytest.raises(ValidationError, match="webhook_lease_seconds must be longer"):
+        Settings(webhook_timeout_seconds=15, webhook_lease_seconds=15)

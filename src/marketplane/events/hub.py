@@ -34,18 +34,18 @@ class Subscriber:
     key_id: str
     frame: Callable[[Event, Frames], bytes | None]
     limit: int = 1000
-    queue: asyncio.Queue[tuple[int, bytes]] = field(init=False)
+    queue: asyncio.Queue[tuple[int, bytes, float]] = field(init=False)  # seq, frame, committed
     dropped: bool = False
     delivered: int = 0
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.limit)
 
-    def offer(self, seq: int, data: bytes) -> None:
+    def offer(self, seq: int, data: bytes, committed: float) -> None:
         if self.dropped:
             return
         try:
-            self.queue.put_nowait((seq, data))
+            self.queue.put_nowait((seq, data, committed))
         except asyncio.QueueFull:
             self.dropped = True  # nothing more is queued: the stream ends, saying where it was
 
@@ -86,10 +86,13 @@ class Hub:
         self._subscribers.add(subscriber)
         return self.cursor
 
-    def unsubscribe(self, subscriber: Subscriber) -> None:
-        if subscriber in self._subscribers:
-            self._subscribers.discard(subscriber)
-            self._per_key[subscriber.key_id] -= 1
+    def unsubscribe(self, subscriber: Subscriber) -> bool:
+        """Ends the subscription; False if it had ended already."""
+        if subscriber not in self._subscribers:
+            return False
+        self._subscribers.discard(subscriber)
+        self._per_key[subscriber.key_id] -= 1
+        return True
 
     def wake(self) -> None:
         self._wake.set()
@@ -134,11 +137,12 @@ class Hub:
         subscribers = list(self._subscribers)
         for event in found:
             now = time.time()
+            committed = event.occurred_at.timestamp()
             frames: Frames = {}
             for subscriber in subscribers:
                 data = subscriber.frame(event, frames)
                 if data is not None:
-                    subscriber.offer(event.seq, data)
+                    subscriber.offer(event.seq, data, committed)
             self.cursor = event.seq
             if self._observe is not None:
                 self._observe(event, now)

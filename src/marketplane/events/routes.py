@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from marketplane.events.model import Event, EventType, present, visible_to
 from marketplane.http.deps import PlatformDep, StoreReaderDep, SupplierDep, admin
 from marketplane.http.openapi import READ
 from marketplane.kernel.errors import TooManyRequests, field_error
+from marketplane.observability import FRESHNESS, OPEN_STREAMS, since
 
 store = APIRouter(prefix="/store/v1", tags=["store: events"])
 supply = APIRouter(prefix="/supply/v1", tags=["supply: events"])
@@ -236,6 +238,12 @@ async def stream(
             f"at most {settings.stream_max_per_key} open streams per key",
             code="too_many_streams",
         ) from None
+    OPEN_STREAMS.opened()
+
+    def end() -> None:
+        if hub.unsubscribe(subscriber):
+            OPEN_STREAMS.closed()
+
     last = start if resume is None else resume
 
     async def body() -> AsyncIterator[bytes]:
@@ -254,7 +262,7 @@ async def stream(
                 last = max(last, found[-1].seq)
             while True:
                 try:
-                    seq, queued = await asyncio.wait_for(
+                    seq, queued, committed = await asyncio.wait_for(
                         subscriber.queue.get(), settings.stream_heartbeat_seconds
                     )
                 except TimeoutError:
@@ -265,16 +273,39 @@ async def stream(
                 if seq > last:
                     last = seq
                     yield queued
+                    FRESHNESS.add(since(committed))
                 if subscriber.dropped and subscriber.queue.empty():
                     break
             note = orjson.dumps({"reason": "too_slow", "resume_after": last})
             yield b"event: dropped\ndata: %s\n\n" % note
         finally:
-            hub.unsubscribe(subscriber)
+            end()
 
     frames = body()
     # A stream whose body never starts (the client left first) never runs its `finally`: its
     # subscription ends when the generator is collected.
-    weakref.finalize(frames, hub.unsubscribe, subscriber)
+    weakref.finalize(frames, end)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
+
+
+class FreshnessOut(BaseModel):
+    process: int = Field(description="The answering process (each keeps its own figures)")
+    streams: int = Field(description="Event streams open in this process")
+    count: int = Field(description="Deliveries measured (the latest, at most 10,000)")
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None = None
+    mean_ms: float | None = None
+
+
+@operator.get(
+    "/events/freshness",
+    response_model=FreshnessOut,
+    responses=READ,
+    operation_id="admin_event_freshness",
+)
+async def freshness(_: Reader) -> Any:
+    """How fresh events were when this process's streams handed them to clients: from the
+    change's commit to the stream writing it, over the latest deliveries."""
+    return {"process": os.getpid(), "streams": OPEN_STREAMS.count, **FRESHNESS.summary()}

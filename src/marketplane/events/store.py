@@ -420,3 +420,23 @@ async def fail_pending(conn: AsyncConnection, endpoint_id: str, at: datetime, re
         )
         .values(status=str(DeliveryStatus.FAILED), finished_at=at, last_error=reason)
     )
+
+
+async def webhook_counts(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+    deliveries = {str(s): 0 for s in DeliveryStatus}
+    query = sa.select(webhook_deliveries.c.status, sa.func.count()).group_by(
+        webhook_deliveries.c.status
+    )
+    for status, n in await conn.execute(query):
+        deliveries[status] = n
+    outcome = sa.case(
+        (webhook_attempts.c.status_code.is_(None), "error"),
+        (webhook_attempts.c.status_code < 300, "2xx"),
+        (webhook_attempts.c.status_code < 400, "3xx"),
+        (webhook_attempts.c.status_code < 500, "4xx"),
+        else_="5xx",
+    )
+    attempts = {k: 0 for k in ("2xx", "3xx", "4xx", "5xx", "error")}
+    for name, n in await conn.execute(sa.select(outcome, sa.func.count()).group_by(outcome)):
+        attempts[name] = n
+    return {"deliveries": deliveries, "attempts": attempts}

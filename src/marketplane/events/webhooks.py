@@ -49,9 +49,10 @@ from marketplane.kernel.ids import new_id
 
 log = logging.getLogger("marketplane.webhooks")
 NewUnitOfWork = Callable[[], UnitOfWork]
-TIMEOUT = 15.0
-LEASE = timedelta(seconds=60)  # longer than an attempt can take
+TIMEOUT = 15.0  # seconds an attempt may take (MARKETPLANE_WEBHOOK_TIMEOUT_SECONDS)
+LEASE = 60.0  # seconds a claim lasts: longer than an attempt can take
 FAN_OUT_PAGE = 500
+PER_ENDPOINT = 4  # attempts a worker makes to one endpoint at once: a burst never floods it
 ERROR_LIMIT = 500
 # What an endpoint can ask for: a client's are the store's offer events; a supplier's, its own.
 CLIENT_TYPES = frozenset(str(t) for t in EventType if t.startswith("offer.")) - {
@@ -293,7 +294,7 @@ async def _attempt(
     try:
         response = await client.post(endpoint.url, content=delivery.body, headers=headers)
     except httpx.TimeoutException:
-        return None, f"timed out after {TIMEOUT:g} s", None
+        return None, f"timed out after {client.timeout.read or TIMEOUT:g} s", None
     except httpx.HTTPError as exc:
         return None, (str(exc) or type(exc).__name__)[:ERROR_LIMIT], None
     error = None if response.is_success else f"answered {response.status_code}"
@@ -327,13 +328,15 @@ async def deliver_due(
     worker: str,
     allow: Sequence[outbound.Network],
     limit: int = 50,
+    lease: float = LEASE,
     observe: Callable[[str], None] | None = None,
 ) -> int:
-    """Attempts the deliveries due now (claimed for this process); returns how many."""
+    """Attempts the deliveries due now (claimed for this process for `lease` seconds, which
+    must outlast an attempt); returns how many."""
     now = utcnow()
     async with new_uow() as uow:
         claimed = await store.claim_due(
-            await uow.connection(), now=now, lease_until=now + LEASE, limit=limit
+            await uow.connection(), now=now, lease_until=now + timedelta(seconds=lease), limit=limit
         )
         await uow.commit()
     if not claimed:
@@ -346,7 +349,13 @@ async def deliver_due(
                     await uow.connection(), delivery.endpoint_id
                 )
 
+    gates = {endpoint_id: asyncio.Semaphore(PER_ENDPOINT) for endpoint_id in endpoints}
+
     async def one(delivery: Any) -> None:
+        async with gates[delivery.endpoint_id]:
+            await attempt(delivery)
+
+    async def attempt(delivery: Any) -> None:
         endpoint = endpoints[delivery.endpoint_id]
         started = time.perf_counter()
         status_code: int | None
@@ -387,11 +396,11 @@ async def deliver_due(
     return len(claimed)
 
 
-def http_client() -> httpx.AsyncClient:
+def http_client(timeout: float = TIMEOUT) -> httpx.AsyncClient:
     """For deliveries: redirects are not followed (a 3xx is a failed attempt), no proxies from
-    the environment, TIMEOUT for the whole exchange."""
+    the environment, `timeout` seconds for each step of the exchange."""
     return httpx.AsyncClient(
-        follow_redirects=False, trust_env=False, timeout=httpx.Timeout(TIMEOUT)
+        follow_redirects=False, trust_env=False, timeout=httpx.Timeout(timeout)
     )
 
 
@@ -403,13 +412,15 @@ async def work(
     stop: asyncio.Event,
     poll: float,
     wake: asyncio.Event | None = None,
+    attempt_seconds: float = TIMEOUT,
+    lease: float = LEASE,
 ) -> None:
     """Until `stop`: fan out new events and attempt due deliveries, then wait `poll` (or `wake`)."""
-    async with http_client() as client:
+    async with http_client(attempt_seconds) as client:
         while not stop.is_set():
             try:
                 await fan_out(new_uow)
-                busy = await deliver_due(new_uow, client, worker=worker, allow=allow)
+                busy = await deliver_due(new_uow, client, worker=worker, allow=allow, lease=lease)
             except Exception:  # the database may be briefly away: say so, try again
                 log.exception("webhook work failed; retrying")
                 busy = 0
@@ -429,6 +440,11 @@ async def work(
 
 
 # --- reading and replaying ------------------------------------------------------------------
+
+
+async def counts(uow: UnitOfWork) -> dict[str, dict[str, int]]:
+    """Deliveries by status, attempts by outcome (2xx, 4xx, 5xx, error), over all processes."""
+    return await store.webhook_counts(await uow.connection())
 
 
 def present_delivery(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, Any]:

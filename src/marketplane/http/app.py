@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from marketplane import __version__
@@ -19,15 +21,16 @@ from marketplane.catalog.routes import store as catalog_store
 from marketplane.catalog.routes import supply as catalog_supply
 from marketplane.events import routes as event_routes
 from marketplane.events import service as events
-from marketplane.events import webhook_routes
+from marketplane.events import webhook_routes, webhooks
 from marketplane.events.hub import Hub
 from marketplane.feeds import routes as feed_routes
 from marketplane.http import errors
 from marketplane.http.idempotency import Idempotency, purge_expired
-from marketplane.http.middleware import BodyLimit, RequestId
+from marketplane.http.middleware import BodyLimit, Metrics, RequestId
 from marketplane.http.openapi import document_problems_as_problem_json, problems
 from marketplane.http.responses import Json
 from marketplane.http.store_cache import StoreCache
+from marketplane.observability import REGISTRY, WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES
 from marketplane.settings import Settings, get_settings
 
 # File uploads: their own, larger body limit (MARKETPLANE_FEED_MAX_BYTES).
@@ -107,6 +110,24 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         """The process is up."""
         return {"status": "ok"}
 
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        operation_id="metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    )
+    async def metrics() -> PlainTextResponse:
+        """Prometheus text: request latency per client, event freshness, open streams, webhook
+        deliveries and attempts (the last two from the database, for every process)."""
+        async with app.state.platform.uow(write=False) as uow:
+            counts = await webhooks.counts(uow)
+        for status, n in counts["deliveries"].items():
+            WEBHOOK_DELIVERIES.labels(status).set(n)
+        for outcome, n in counts["attempts"].items():
+            WEBHOOK_ATTEMPTS.labels(outcome).set(n)
+        return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/readyz", tags=["ops"], operation_id="readyz", responses=problems(400) | {503: {}})
     async def readyz() -> Any:
         """The database answers."""
@@ -126,6 +147,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         upload_limit=settings.feed_max_bytes + 64 * 1024,  # the file and its form fields
     )
     app.add_middleware(RequestId)
+    app.add_middleware(Metrics)
     return app
 
 

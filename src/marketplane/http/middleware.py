@@ -1,13 +1,16 @@
-"""Pure ASGI middleware: request ids on every response, and a request body size limit."""
+"""Pure ASGI middleware: request ids on every response, a request body size limit, and request
+metrics."""
 
 from __future__ import annotations
 
 import re
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from marketplane.http.responses import problem
 from marketplane.kernel.ids import new_id
+from marketplane.observability import REQUEST_SECONDS, route_label
 
 _INBOUND_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
@@ -104,3 +107,40 @@ class BodyLimit:
             request_id=request_id,
         )
         await response(scope, receive, send)
+
+
+class Metrics:
+    """Records each request's time (first byte in to last byte out) by side, client, route and
+    status class. A stream is recorded when it ends."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_noting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting)
+        finally:
+            path: str = scope["path"]
+            route = scope.get("route")
+            template = getattr(route, "path", None) or route_label(path)
+            principal = scope.get("state", {}).get("principal")
+            client = principal.client.client_id if principal and principal.client else "-"
+            side = path.split("/", 2)[1] if path.count("/") >= 2 else "-"
+            REQUEST_SECONDS.labels(
+                side if side in _SIDES else "-", client, template, f"{status // 100}xx"
+            ).observe(time.perf_counter() - started)
+
+
+_SIDES = frozenset({"admin", "supply", "store"})

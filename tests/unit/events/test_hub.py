@@ -41,8 +41,9 @@ async def test_events_reach_the_streams_that_take_them() -> None:
     for s in (a1, a2, b):
         assert hub.subscribe(s) == 0
     hub.fan_out([event(1), event(2, "sup_b")])
-    assert [a1.queue.get_nowait(), a2.queue.get_nowait()] == [(1, b"1"), (1, b"1")]
-    assert b.queue.get_nowait() == (2, b"2")
+    committed = event(1).occurred_at.timestamp()
+    assert [a1.queue.get_nowait(), a2.queue.get_nowait()] == [(1, b"1", committed)] * 2
+    assert b.queue.get_nowait() == (2, b"2", committed)
     assert rendered == [1, 2]  # one rendering per event, shared by streams alike
     assert hub.cursor == 2
 
