@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from marketplane.access.model import ClientView
+from marketplane.catalog.model import STORE_FIELDS
 from marketplane.kernel.clock import rfc3339
 from marketplane.kernel.money import apply_markup
 
@@ -28,26 +29,6 @@ class EventType(StrEnum):
     FEED_RUN_COMPLETED = "feed_run.completed"
     FEED_RUN_FAILED = "feed_run.failed"
     FEED_RUN_HELD = "feed_run.held"
-
-
-OFFER_TYPES = frozenset(t for t in EventType if t.startswith("offer."))
-# What an offer event shows a client: the store's own view of the offer, never supplier-private
-# fields (sku, status, source).
-STORE_OFFER_FIELDS = (
-    "id",
-    "title",
-    "description",
-    "category",
-    "supplier",
-    "attributes",
-    "price",
-    "quantity",
-    "gtin",
-    "product",
-    "version",
-    "created_at",
-    "updated_at",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +98,8 @@ def present(event: Event, *, view: ClientView | None = None) -> dict[str, Any]:
         if kind is EventType.OFFER_REMOVED:
             data = {"id": event.object_id, "version": event.version}
         else:
-            data = {name: data[name] for name in STORE_OFFER_FIELDS if name in data}
+            # the store's own view of the offer: never supplier-private fields (sku, status, …)
+            data = {name: data[name] for name in STORE_FIELDS if name in data}
             price = data.get("price")
             if price is not None:
                 marked = apply_markup(price["amount"], view.markup_bps)

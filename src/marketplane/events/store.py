@@ -181,57 +181,50 @@ webhook_attempts = sa.Table(
 
 
 def _endpoint(row: Any) -> WebhookEndpoint:
-    return WebhookEndpoint(
-        id=row.id,
-        owner_kind=EndpointOwner(row.owner_kind),
-        owner_id=row.owner_id,
-        url=row.url,
-        types=None if row.types is None else tuple(row.types),
-        secret=row.secret,
-        previous_secret=row.previous_secret,
-        previous_until=row.previous_until,
-        enabled=row.enabled,
-        disabled_reason=row.disabled_reason,
-        cursor=row.cursor,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    values = {name: getattr(row, name) for name in ENDPOINT_FIELDS}
+    values["owner_kind"] = EndpointOwner(row.owner_kind)
+    values["types"] = None if row.types is None else tuple(row.types)
+    return WebhookEndpoint(**values)
+
+
+ENDPOINT_FIELDS = (
+    "id",
+    "owner_kind",
+    "owner_id",
+    "url",
+    "types",
+    "secret",
+    "previous_secret",
+    "previous_until",
+    "enabled",
+    "disabled_reason",
+    "cursor",
+    "created_at",
+    "updated_at",
+)
+# What an endpoint's owner or the platform may change after it is made.
+MUTABLE = ("url", "types", "secret", "previous_secret", "previous_until", "enabled",
+           "disabled_reason", "updated_at")  # fmt: skip
+
+
+def _row(endpoint: WebhookEndpoint, fields: Sequence[str]) -> dict[str, Any]:
+    values = {name: getattr(endpoint, name) for name in fields}
+    if "owner_kind" in values:
+        values["owner_kind"] = str(endpoint.owner_kind)
+    if "types" in values:
+        values["types"] = None if endpoint.types is None else list(endpoint.types)
+    return values
 
 
 async def insert_endpoint(conn: AsyncConnection, endpoint: WebhookEndpoint) -> None:
-    await conn.execute(
-        webhook_endpoints.insert().values(
-            id=endpoint.id,
-            owner_kind=str(endpoint.owner_kind),
-            owner_id=endpoint.owner_id,
-            url=endpoint.url,
-            types=None if endpoint.types is None else list(endpoint.types),
-            secret=endpoint.secret,
-            previous_secret=endpoint.previous_secret,
-            previous_until=endpoint.previous_until,
-            enabled=endpoint.enabled,
-            disabled_reason=endpoint.disabled_reason,
-            cursor=endpoint.cursor,
-            created_at=endpoint.created_at,
-            updated_at=endpoint.updated_at,
-        )
-    )
+    await conn.execute(webhook_endpoints.insert().values(_row(endpoint, ENDPOINT_FIELDS)))
 
 
 async def save_endpoint(conn: AsyncConnection, endpoint: WebhookEndpoint) -> None:
     await conn.execute(
         webhook_endpoints.update()
         .where(webhook_endpoints.c.id == endpoint.id)
-        .values(
-            url=endpoint.url,
-            types=None if endpoint.types is None else list(endpoint.types),
-            secret=endpoint.secret,
-            previous_secret=endpoint.previous_secret,
-            previous_until=endpoint.previous_until,
-            enabled=endpoint.enabled,
-            disabled_reason=endpoint.disabled_reason,
-            updated_at=endpoint.updated_at,
-        )
+        .values(_row(endpoint, MUTABLE))
     )
 
 
