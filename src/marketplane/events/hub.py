@@ -34,6 +34,10 @@ class Subscriber:
     key_id: str
     frame: Callable[[Event, Frames], bytes | None]
     limit: int = 1000
+    # What it watches, if narrower than everything (the hub asks only the subscribers an event
+    # could concern; `frame` still decides): these objects, else these categories.
+    objects: frozenset[str] | None = None
+    categories: frozenset[str] | None = None
     queue: asyncio.Queue[tuple[int, bytes, float]] = field(init=False)  # seq, frame, committed
     dropped: bool = False
     delivered: int = 0
@@ -68,6 +72,9 @@ class Hub:
         self._max_per_key = max_per_key
         self._observe = observe
         self._subscribers: set[Subscriber] = set()
+        self._everything: set[Subscriber] = set()
+        self._by_object: dict[str, set[Subscriber]] = {}
+        self._by_category: dict[str, set[Subscriber]] = {}
         self._per_key: Counter[str] = Counter()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -84,13 +91,35 @@ class Hub:
             raise TooManyStreams(subscriber.key_id)
         self._per_key[subscriber.key_id] += 1
         self._subscribers.add(subscriber)
+        for index, keys in self._places(subscriber):
+            for key in keys:
+                index.setdefault(key, set()).add(subscriber)
+        if subscriber.objects is None and subscriber.categories is None:
+            self._everything.add(subscriber)
         return self.cursor
+
+    def _places(
+        self, subscriber: Subscriber
+    ) -> list[tuple[dict[str, set[Subscriber]], frozenset[str]]]:
+        if subscriber.objects is not None:
+            return [(self._by_object, subscriber.objects)]
+        if subscriber.categories is not None:
+            return [(self._by_category, subscriber.categories)]
+        return []
 
     def unsubscribe(self, subscriber: Subscriber) -> bool:
         """Ends the subscription; False if it had ended already."""
         if subscriber not in self._subscribers:
             return False
         self._subscribers.discard(subscriber)
+        self._everything.discard(subscriber)
+        for index, keys in self._places(subscriber):
+            for key in keys:
+                watching = index.get(key)
+                if watching is not None:
+                    watching.discard(subscriber)
+                    if not watching:
+                        del index[key]
         self._per_key[subscriber.key_id] -= 1
         return True
 
@@ -134,11 +163,15 @@ class Hub:
                 return total
 
     def fan_out(self, found: Iterable[Event]) -> None:
-        subscribers = list(self._subscribers)
         for event in found:
             now = time.time()
             committed = event.occurred_at.timestamp()
             frames: Frames = {}
+            subscribers = list(self._everything)
+            if event.object_id in self._by_object:
+                subscribers.extend(self._by_object[event.object_id])
+            if event.category_id is not None and event.category_id in self._by_category:
+                subscribers.extend(self._by_category[event.category_id])
             for subscriber in subscribers:
                 data = subscriber.frame(event, frames)
                 if data is not None:

@@ -227,10 +227,17 @@ async def stream(
         refs = sorted(_ids(category, "category", 100) or ())
         async with platform.uow(write=False) as uow:
             categories = frozenset(await catalog.resolve_categories(uow, refs))
-    frame = store_frame(view, kinds, categories, _ids(offers, "offers", 100))
+    watched = _ids(offers, "offers", 100)
+    frame = store_frame(view, kinds, categories, watched)
     hub = await request.app.state.events_hub_ready()
     settings = platform.settings
-    subscriber = Subscriber(principal.key_id, frame, limit=settings.stream_queue)
+    subscriber = Subscriber(
+        principal.key_id,
+        frame,
+        limit=settings.stream_queue,
+        objects=watched,
+        categories=categories,
+    )
     try:
         start = hub.subscribe(subscriber)
     except TooManyStreams:

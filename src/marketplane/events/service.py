@@ -36,7 +36,7 @@ def _committed() -> None:
         callback()
 
 
-FLUSH_AT = 5000  # events kept back at most: a transaction changing more writes them as it goes
+FLUSH_AT = 10_000  # events kept back at most: a transaction changing more writes them as it goes
 
 
 async def emit(uow: UnitOfWork, *events: NewEvent) -> None:

@@ -85,3 +85,26 @@ async def test_dispatch_reads_on_from_its_cursor() -> None:
     await hub.stop()
     assert await hub.dispatch() == 1500
     assert asked == [1000, 2000] and hub.cursor == 2500
+
+
+async def test_streams_watching_some_offers_or_categories_are_asked_only_about_those() -> None:
+    hub = Hub(nothing)
+    asked: dict[str, list[int]] = {"offer": [], "category": [], "all": []}
+
+    def asking(name: str) -> Subscriber:
+        def frame(e: Event, frames: Frames) -> bytes | None:
+            asked[name].append(e.seq)
+            return b"x"
+
+        kinds = {"offer": {"objects": frozenset({"off_2"})},
+                 "category": {"categories": frozenset({"cat_stays"})}, "all": {}}  # fmt: skip
+        return Subscriber(f"key_{name}", frame, **kinds[name])  # type: ignore[arg-type]
+
+    watchers = {name: asking(name) for name in asked}
+    for watcher in watchers.values():
+        hub.subscribe(watcher)
+    hub.fan_out([event(1), event(2), event(3)])  # all books; off_1, off_2, off_3
+    assert asked == {"offer": [2], "category": [], "all": [1, 2, 3]}
+    hub.unsubscribe(watchers["offer"])
+    hub.fan_out([event(2)])
+    assert asked["offer"] == [2]  # gone from the index too
