@@ -5,12 +5,14 @@ stream, resuming from the last id it saw, misses nothing and repeats nothing."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 from test_server_process import _auth, _client, _env, _free_port, _init, _wait_ready, backend_url
 from test_stream import put, setup
+
+from conftest import drop_pg_database, make_pg_database
 
 __all__ = ["backend_url"]
 pytestmark = pytest.mark.slow
@@ -215,3 +219,66 @@ def test_every_event_arrives_though_the_server_is_killed_again_and_again(
     assert supplier_log <= hooks.seqs("/supplier"), "a webhook missed a committed event"
     seen = [s for s in follower.seqs if s in client_log]
     assert seen == sorted(client_log), "the stream skipped or repeated an event"
+
+
+@pytest.fixture
+def pg_only() -> Iterator[str]:
+    name = f"mp_twoproc_{os.getpid()}"
+    url = make_pg_database(name)
+    try:
+        yield url
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.mark.postgres
+def test_two_servers_on_one_database_attempt_each_delivery_once(
+    pg_only: str, tmp_path: Path
+) -> None:
+    # given two servers, each with its worker, on one PostgreSQL, and an endpoint
+    hooks = Hooks()
+    env = _env(pg_only, allow_private_targets="127.0.0.1", webhook_poll_seconds="0.2")
+    operator = _init(env, tmp_path)
+    assert operator is not None
+    first, second = Server(env, tmp_path), Server(env, tmp_path)
+    first.start()
+    second.start()
+    try:
+        with _client(first.base) as a, _client(second.base) as b:
+            supplier, _ = setup(a, operator)
+            made = a.post(
+                "/supply/v1/webhook-endpoints",
+                headers=_auth(supplier),
+                json={"url": hooks.url + "/both", "types": ["offer.created"]},
+            ).json()
+            hooks.secrets["/both"] = made["secret"]
+            # when offers are created through both
+            for n in range(40):
+                put(a if n % 2 else b, supplier, f"T{n}")
+            deadline = time.monotonic() + SETTLE
+            while time.monotonic() < deadline and len(hooks.got.get("/both", [])) < 40:
+                time.sleep(0.2)
+            time.sleep(1.0)  # a second attempt, were there one, would have come by now
+            listed = everything_deliveries(a, made["id"], supplier)
+    finally:
+        first.stop()
+        second.stop()
+    # then each delivery was attempted once, by one of the two workers
+    received = [e["seq"] for e in hooks.got["/both"]]
+    assert len(received) == 40 and len(set(received)) == 40
+    assert len(listed) == 40 and {d["attempts"] for d in listed} == {1}
+
+
+def everything_deliveries(http: httpx.Client, endpoint_id: str, key: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 100}
+    while True:
+        page = http.get(
+            f"/supply/v1/webhook-endpoints/{endpoint_id}/deliveries",
+            params=params,
+            headers=_auth(key),
+        ).json()
+        found.extend(page["data"])
+        if not page["has_more"]:
+            return found
+        params["cursor"] = page["next_cursor"]
