@@ -29,14 +29,14 @@ class Stream:
     """An SSE connection read on a thread: its events arrive on `events`. The thread closes the
     connection itself once `close` is called (it wakes at least with every heartbeat)."""
 
-    def __init__(self, base: str, key: str, **params: Any) -> None:
+    def __init__(self, base: str, auth: str | None, **params: Any) -> None:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.status: queue.Queue[int] = queue.Queue()
         self._stop = threading.Event()
         # Reads wait for heartbeats (15 s at most by default), never longer than a minute.
         timeout = httpx.Timeout(10.0, read=60.0)
         self._http = httpx.Client(base_url=base, timeout=timeout, trust_env=False)
-        headers = _auth(key)
+        headers = _auth(auth) if auth else {}
         if "last_event_id" in params:
             headers["Last-Event-ID"] = str(params.pop("last_event_id"))
         self._thread = threading.Thread(target=self._read, args=(headers, params), daemon=True)
@@ -72,12 +72,12 @@ class Stream:
 
 
 @contextmanager
-def streaming(base: str, key: str, **params: Any) -> Iterator[Stream]:
+def streaming(base: str, auth: str | None, **params: Any) -> Iterator[Stream]:
     """An open stream. A stream closed just before may still count against the key's limit
     until its server notices the disconnect: a 429 is retried for a while."""
     deadline = time.monotonic() + WAIT
     while True:
-        stream = Stream(base, key, **dict(params))
+        stream = Stream(base, auth, **dict(params))
         status = stream.status.get(timeout=WAIT)
         if status != 429 or time.monotonic() > deadline:
             break
@@ -115,6 +115,11 @@ def setup(http: httpx.Client, operator: str) -> tuple[str, str]:
         http.post(f"/admin/v1/clients/{client['id']}/keys", headers=_auth(operator))
     )["key"]
     return supplier_key, client_key
+
+
+def client_id(http: httpx.Client, operator: str) -> str:
+    found: str = http.get("/admin/v1/clients", headers=_auth(operator)).json()["data"][0]["id"]
+    return found
 
 
 def put(http: httpx.Client, key: str, sku: str, **changes: Any) -> dict[str, Any]:
@@ -162,6 +167,19 @@ def test_a_stream_receives_changes_and_resumes_without_a_gap(
         with streaming(base, client, offers=offer["id"], last_event_id=0) as only:
             mine = [only.next() for _ in range(4)]
         assert {e["body"]["data"]["id"] for e in mine} == {offer["id"]}
+        # and a browser's EventSource, which sends no headers, may name a publishable key
+        publishable = _created(
+            http.post(
+                f"/admin/v1/clients/{client_id(http, operator)}/keys",
+                headers=_auth(operator),
+                json={"kind": "publishable"},
+            )
+        )["key"]
+        with streaming(base, None, last_event_id=0, key=publishable) as browser:
+            assert browser.next()["event"] == "offer.created"
+        secret_in_url = http.get("/store/v1/stream", params={"key": client})
+        assert secret_in_url.status_code == 422
+        assert secret_in_url.json()["errors"][0]["code"] == "secret_key_in_url"
         # and a key holds at most stream_max_per_key streams at once
         with streaming(base, client), streaming(base, client):
             third = http.get("/store/v1/stream", headers=_auth(client))

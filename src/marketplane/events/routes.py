@@ -18,7 +18,13 @@ from marketplane.catalog import service as catalog
 from marketplane.events import service
 from marketplane.events.hub import Frames, Subscriber, TooManyStreams
 from marketplane.events.model import Event, EventType, present, visible_to
-from marketplane.http.deps import PlatformDep, StoreReaderDep, SupplierDep, admin
+from marketplane.http.deps import (
+    PlatformDep,
+    StoreReaderDep,
+    StreamReaderDep,
+    SupplierDep,
+    admin,
+)
 from marketplane.http.openapi import READ
 from marketplane.kernel.errors import TooManyRequests, field_error
 from marketplane.observability import FRESHNESS, OPEN_STREAMS, since
@@ -145,7 +151,8 @@ Each is `id: <seq>`, `event: <type>`, `data: <the event as JSON>`. Reconnect wit
 `Last-Event-ID` (or `after=`) to resume after the last one received: nothing in between is
 lost. A comment line is sent when idle (heartbeat). A stream that falls too far behind receives
 `event: dropped` with the seq to resume after, and is closed; so is one past the per-key limit
-of open streams (429)."""
+of open streams (429). A browser's EventSource, which cannot send headers, may pass a
+publishable key as `key=`."""
 
 
 def _frame(seq: int, kind: str, body: bytes) -> bytes:
@@ -193,6 +200,7 @@ def store_frame(
 @store.get(
     "/stream",
     operation_id="store_stream",
+    description=STREAM_DOC,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
         429: {"description": "Too many open streams for this key"},
@@ -203,7 +211,7 @@ def store_frame(
 async def stream(
     request: Request,
     platform: PlatformDep,
-    principal: StoreReaderDep,
+    principal: StreamReaderDep,
     types: Types = None,
     category: Annotated[
         str | None, Query(max_length=2000, description="Comma-separated category ids or slugs")

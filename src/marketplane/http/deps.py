@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from marketplane.access.model import Permission, Principal, Side, may
+from marketplane.access.model import KEY_PREFIX, KeyKind, Permission, Principal, Side, may
 from marketplane.access.service import require_side
 from marketplane.bootstrap import Platform
-from marketplane.kernel.errors import Forbidden
+from marketplane.kernel.errors import Forbidden, field_error
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Bearer mk_live_…`")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -63,5 +63,28 @@ async def store_reader(request: Request, credentials: Credentials) -> Principal:
     return principal
 
 
+async def stream_reader(
+    request: Request,
+    credentials: Credentials,
+    key: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="A publishable key, for browsers' EventSource (which cannot send headers)",
+        ),
+    ] = None,
+) -> Principal:
+    """A store key from the Authorization header or, publishable keys only, the `key` query
+    parameter: a URL ends up in logs and histories, where a secret key must never be."""
+    if credentials is None and key is not None:
+        if not key.startswith(KEY_PREFIX[KeyKind.PUBLISHABLE]):
+            raise field_error(
+                "key", "secret_key_in_url", "only a publishable key may be sent in the URL"
+            )
+        credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=key)
+    return await store_reader(request, credentials)
+
+
 SupplierDep = Annotated[Principal, Depends(supplier)]
 StoreReaderDep = Annotated[Principal, Depends(store_reader)]
+StreamReaderDep = Annotated[Principal, Depends(stream_reader)]
