@@ -47,6 +47,8 @@ class DemoSummary:
             "# the travel affiliate sees only stays, with its 5% markup",
             f'curl -s "{base}/store/v1/offers?limit=3&fields=title,price" '
             f'-H "Authorization: Bearer {travel}"',
+            "# follow the web shop's changes live (in another terminal), then update an offer",
+            f'curl -N "{base}/store/v1/stream?category=books&key={pub}"',
             "# a supplier updates one of its offers",
             f"curl -s -X PUT {base}/supply/v1/offers/PLB-0000001 "
             f'-H "Authorization: Bearer {supplier}" -H "Content-Type: application/json" '
