@@ -29,6 +29,9 @@ def _send(http: httpx.Client, argv: list[str]) -> httpx.Response:
             body = next(args)
         elif arg.startswith("http"):
             url = arg
+    if "-N" in argv:  # a stream: it answers, then runs until closed; its head is enough
+        with http.stream(method, url, headers=headers) as streamed:
+            return streamed
     return http.request(method, url, headers=headers, content=body)
 
 
