@@ -85,6 +85,17 @@ def drop_pg_database(name: str) -> None:
     asyncio.run(remove_pg_database(name))
 
 
+@pytest.fixture
+def own_pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own (for server processes to fill)."""
+    name = f"mp_own_{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**8}"
+    url = make_pg_database(name)
+    try:
+        yield url
+    finally:
+        drop_pg_database(name)
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     name = f"mp_test_{os.getpid()}"

@@ -5,14 +5,12 @@ stream, resuming from the last id it saw, misses nothing and repeats nothing."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,6 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 from test_server_process import _auth, _client, _env, _free_port, _init, _wait_ready, backend_url
 from test_stream import put, setup
-
-from conftest import drop_pg_database, make_pg_database
 
 __all__ = ["backend_url"]
 pytestmark = pytest.mark.slow
@@ -221,23 +217,13 @@ def test_every_event_arrives_though_the_server_is_killed_again_and_again(
     assert seen == sorted(client_log), "the stream skipped or repeated an event"
 
 
-@pytest.fixture
-def pg_only() -> Iterator[str]:
-    name = f"mp_twoproc_{os.getpid()}"
-    url = make_pg_database(name)
-    try:
-        yield url
-    finally:
-        drop_pg_database(name)
-
-
 @pytest.mark.postgres
 def test_two_servers_on_one_database_attempt_each_delivery_once(
-    pg_only: str, tmp_path: Path
+    own_pg_url: str, tmp_path: Path
 ) -> None:
     # given two servers, each with its worker, on one PostgreSQL, and an endpoint
     hooks = Hooks()
-    env = _env(pg_only, allow_private_targets="127.0.0.1", webhook_poll_seconds="0.2")
+    env = _env(own_pg_url, allow_private_targets="127.0.0.1", webhook_poll_seconds="0.2")
     operator = _init(env, tmp_path)
     assert operator is not None
     first, second = Server(env, tmp_path), Server(env, tmp_path)

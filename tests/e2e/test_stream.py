@@ -5,7 +5,6 @@ a stream held by another."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 import time
@@ -18,7 +17,7 @@ import httpx
 import pytest
 from test_server_process import _auth, _client, _created, _env, _init, _server, backend_url
 
-from conftest import BOOKS_SCHEMA, book, drop_pg_database, make_pg_database
+from conftest import BOOKS_SCHEMA, book
 
 __all__ = ["backend_url"]  # the fixture, on both backends
 pytestmark = pytest.mark.slow
@@ -197,23 +196,13 @@ def test_a_stream_receives_changes_and_resumes_without_a_gap(
     assert count >= 3
 
 
-@pytest.fixture
-def pg_only() -> Iterator[str]:
-    name = f"mp_stream_{os.getpid()}"
-    url = make_pg_database(name)
-    try:
-        yield url
-    finally:
-        drop_pg_database(name)
-
-
 @pytest.mark.postgres
 def test_a_change_through_one_process_reaches_a_stream_on_another(
-    pg_only: str, tmp_path: Path
+    own_pg_url: str, tmp_path: Path
 ) -> None:
     # events_poll_seconds far above WAIT: only NOTIFY can bring the event in time
     env = _env(
-        pg_only, events_poll_seconds="300", feed_worker="false", stream_heartbeat_seconds="0.5"
+        own_pg_url, events_poll_seconds="300", feed_worker="false", stream_heartbeat_seconds="0.5"
     )
     operator = _init(env, tmp_path)
     assert operator is not None

@@ -64,9 +64,6 @@ async def _flush(uow: UnitOfWork) -> None:
             uow.after_commit(_committed)
 
 
-MAX_PAGE = 1000
-
-
 async def read(
     uow: UnitOfWork,
     *,
