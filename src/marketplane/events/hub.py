@@ -21,6 +21,7 @@ from marketplane.events.model import Event
 log = logging.getLogger("marketplane.events")
 ReadAfter = Callable[[int, int], Awaitable[list[Event]]]  # (after seq, limit) -> events
 PAGE = 1000
+HEARTBEAT = (0, b": heartbeat\n\n", 0.0)  # a queue item with no event: seq 0
 
 
 Frames = dict[object, bytes]  # an event's rendered frames, by presentation: shared while fanned out
@@ -65,10 +66,13 @@ class Hub:
         *,
         poll_seconds: float = 1.0,
         max_per_key: int = 10,
+        heartbeat_seconds: float = 15.0,
         observe: Callable[[Event, float], None] | None = None,
     ) -> None:
         self._read_after = read_after
         self._poll = poll_seconds
+        self._heartbeat = heartbeat_seconds
+        self._beating: asyncio.Task[None] | None = None
         self._max_per_key = max_per_key
         self._observe = observe
         self._subscribers: set[Subscriber] = set()
@@ -129,13 +133,24 @@ class Hub:
     async def start(self, last_seq: int) -> None:
         self.cursor = last_seq
         self._task = asyncio.create_task(self._run(), name="events-hub")
+        self._beating = asyncio.create_task(self._beat(), name="events-heartbeat")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._beating):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._beating = None
+
+    async def _beat(self) -> None:
+        """Every heartbeat interval, an idle stream gets a heartbeat to send: streams wait on
+        their queue alone, with no timer of their own per event."""
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            for subscriber in list(self._subscribers):
+                if subscriber.queue.empty() and not subscriber.dropped:
+                    subscriber.queue.put_nowait(HEARTBEAT)
 
     async def _run(self) -> None:
         while True:

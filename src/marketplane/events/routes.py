@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -280,28 +279,20 @@ async def stream(
                 last = max(last, found[-1].seq)
             queue = subscriber.queue
             while True:
-                if queue.empty():
-                    if subscriber.dropped:
-                        break
-                    try:
-                        async with asyncio.timeout(settings.stream_heartbeat_seconds):
-                            first = await queue.get()
-                    except TimeoutError:
-                        yield b": heartbeat\n\n"
-                        continue
-                    waiting = [first]
-                else:
-                    waiting = []
-                # Whatever else is queued goes in the same write: under load one send carries
-                # many events, instead of one each.
+                if queue.empty() and subscriber.dropped:
+                    break
+                # The hub queues a heartbeat (seq 0) when the stream is idle. Whatever else is
+                # queued goes in the same write: under load one send carries many events.
+                waiting = [await queue.get()]
                 while len(waiting) < WRITE_AT_ONCE and not queue.empty():
                     waiting.append(queue.get_nowait())
-                fresh = [item for item in waiting if item[0] > last]
+                fresh = [item for item in waiting if item[0] > last or item[0] == 0]
                 if fresh:
-                    last = fresh[-1][0]
                     yield b"".join(data for _, data, _ in fresh)
-                    for _, _, committed in fresh:
-                        FRESHNESS.add(since(committed))
+                    for seq, _, committed in fresh:
+                        if seq:
+                            last = seq
+                            FRESHNESS.add(since(committed))
             note = orjson.dumps({"reason": "too_slow", "resume_after": last})
             yield b"event: dropped\ndata: %s\n\n" % note
         finally:

@@ -98,6 +98,7 @@ async def start_hub(
     *,
     poll_seconds: float,
     max_per_key: int,
+    heartbeat_seconds: float,
     observe: Callable[[Event, float], None] | None = None,
 ) -> tuple[Hub, Callable[[], Awaitable[None]]]:
     """This process's hub, tailing the log from its current end, woken by this process's
@@ -107,7 +108,13 @@ async def start_hub(
         async with new_uow() as uow:
             return await read(uow, after=after, limit=limit)
 
-    hub = Hub(read_after, poll_seconds=poll_seconds, max_per_key=max_per_key, observe=observe)
+    hub = Hub(
+        read_after,
+        poll_seconds=poll_seconds,
+        max_per_key=max_per_key,
+        heartbeat_seconds=heartbeat_seconds,
+        observe=observe,
+    )
     async with new_uow() as uow:
         last = await store.last_seq(await uow.connection())
     await hub.start(last)

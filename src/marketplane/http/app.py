@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
                         current.db,
                         poll_seconds=current.settings.events_poll_seconds,
                         max_per_key=current.settings.stream_max_per_key,
+                        heartbeat_seconds=current.settings.stream_heartbeat_seconds,
                     )
                 )
             )

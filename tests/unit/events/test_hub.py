@@ -3,11 +3,12 @@ without holding back the others."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
-from marketplane.events.hub import Frames, Hub, Subscriber, TooManyStreams
+from marketplane.events.hub import HEARTBEAT, Frames, Hub, Subscriber, TooManyStreams
 from marketplane.events.model import Event, EventType
 
 
@@ -108,3 +109,17 @@ async def test_streams_watching_some_offers_or_categories_are_asked_only_about_t
     hub.unsubscribe(watchers["offer"])
     hub.fan_out([event(2)])
     assert asked["offer"] == [2]  # gone from the index too
+
+
+async def test_idle_streams_get_a_heartbeat_to_send() -> None:
+    hub = Hub(nothing, heartbeat_seconds=0.01)
+    idle, busy = taking("sup_a", []), taking("sup_a", [])
+    hub.subscribe(idle)
+    hub.subscribe(busy)
+    await hub.start(0)
+    hub.fan_out([event(1)])  # busy has an event waiting; so has idle, until it takes it
+    idle.queue.get_nowait()
+    await asyncio.sleep(0.05)
+    await hub.stop()
+    assert idle.queue.get_nowait() == HEARTBEAT and idle.queue.empty()
+    assert busy.queue.get_nowait()[0] == 1  # its event first; a heartbeat only once idle
