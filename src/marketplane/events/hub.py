@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,7 +40,6 @@ class Subscriber:
     categories: frozenset[str] | None = None
     queue: asyncio.Queue[tuple[int, bytes, float]] = field(init=False)  # seq, frame, committed
     dropped: bool = False
-    delivered: int = 0
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.limit)
@@ -67,14 +65,12 @@ class Hub:
         poll_seconds: float = 1.0,
         max_per_key: int = 10,
         heartbeat_seconds: float = 15.0,
-        observe: Callable[[Event, float], None] | None = None,
     ) -> None:
         self._read_after = read_after
         self._poll = poll_seconds
         self._heartbeat = heartbeat_seconds
         self._beating: asyncio.Task[None] | None = None
         self._max_per_key = max_per_key
-        self._observe = observe
         self._subscribers: set[Subscriber] = set()
         self._everything: set[Subscriber] = set()
         self._by_object: dict[str, set[Subscriber]] = {}
@@ -179,7 +175,6 @@ class Hub:
 
     def fan_out(self, found: Iterable[Event]) -> None:
         for event in found:
-            now = time.time()
             committed = event.occurred_at.timestamp()
             frames: Frames = {}
             subscribers = list(self._everything)
@@ -192,5 +187,3 @@ class Hub:
                 if data is not None:
                     subscriber.offer(event.seq, data, committed)
             self.cursor = event.seq
-            if self._observe is not None:
-                self._observe(event, now)

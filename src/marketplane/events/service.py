@@ -99,7 +99,6 @@ async def start_hub(
     poll_seconds: float,
     max_per_key: int,
     heartbeat_seconds: float,
-    observe: Callable[[Event, float], None] | None = None,
 ) -> tuple[Hub, Callable[[], Awaitable[None]]]:
     """This process's hub, tailing the log from its current end, woken by this process's
     commits and (PostgreSQL) other processes' NOTIFY; returns it and how to stop it."""
@@ -113,7 +112,6 @@ async def start_hub(
         poll_seconds=poll_seconds,
         max_per_key=max_per_key,
         heartbeat_seconds=heartbeat_seconds,
-        observe=observe,
     )
     async with new_uow() as uow:
         last = await store.last_seq(await uow.connection())

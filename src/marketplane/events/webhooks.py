@@ -329,7 +329,6 @@ async def deliver_due(
     allow: Sequence[outbound.Network],
     limit: int = 50,
     lease: float = LEASE,
-    observe: Callable[[str], None] | None = None,
 ) -> int:
     """Attempts the deliveries due now (claimed for this process for `lease` seconds, which
     must outlast an attempt); returns how many."""
@@ -389,8 +388,6 @@ async def deliver_due(
                 )
                 await store.fail_pending(conn, endpoint.id, at, reason)
             await uow.commit()
-        if observe is not None:
-            observe(state.get("status", str(DeliveryStatus.PENDING)))
 
     await asyncio.gather(*(one(d) for d in claimed))
     return len(claimed)
