@@ -71,6 +71,26 @@ class Settings(BaseSettings):
         ge=0,
         description="After a secret rotation, how long deliveries are signed by the old one too.",
     )
+    order_hold_seconds: int = Field(
+        default=15 * 60,
+        ge=60,
+        description="How long a new order waits for payment before it expires (per client too).",
+    )
+    order_accept_hours: float = Field(
+        default=24,
+        gt=0,
+        description="How long a supplier has to accept a paid order before it is rejected.",
+    )
+    order_sweep_seconds: float = Field(
+        default=5,
+        gt=0,
+        description="How often the worker expires unpaid orders and enforces deadlines.",
+    )
+    payment_test_secret: str = Field(
+        default="test-provider-callback-secret",
+        min_length=16,
+        description="What the built-in test payment provider signs its callbacks with.",
+    )
     data_dir: Path = Field(
         default=Path("marketplane-data"),
         description="Where uploaded and fetched feed files wait for their runs.",

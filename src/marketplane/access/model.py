@@ -41,6 +41,8 @@ class Permission(StrEnum):
     CATALOG_WRITE = "catalog:write"
     KEYS_WRITE = "keys:write"
     EVENTS_READ = "events:read"
+    ORDERS_READ = "orders:read"
+    ORDERS_WRITE = "orders:write"  # refunds, decisions on a supplier's behalf
 
 
 _READ = {
@@ -49,11 +51,12 @@ _READ = {
     Permission.CLIENTS_READ,
     Permission.CATALOG_READ,
     Permission.EVENTS_READ,
+    Permission.ORDERS_READ,
 }
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),
     Role.SUPPLY: frozenset(_READ | {Permission.SUPPLIERS_WRITE, Permission.CATALOG_WRITE}),
-    Role.FINANCE: frozenset(_READ | {Permission.CLIENTS_WRITE}),
+    Role.FINANCE: frozenset(_READ | {Permission.CLIENTS_WRITE, Permission.ORDERS_WRITE}),
     Role.SUPPORT: frozenset(_READ),
 }
 
@@ -166,6 +169,7 @@ class Client:
     allowed_categories: list[str] | None
     created_at: datetime
     updated_at: datetime
+    order_hold_seconds: int | None = None  # how long its orders wait for payment (None: default)
 
     def view(self) -> ClientView:
         return ClientView(

@@ -300,6 +300,7 @@ async def create_client(
             markup_bps=body.markup_bps,
             allowed_suppliers=body.allowed_suppliers,
             allowed_categories=body.allowed_categories,
+            order_hold_seconds=body.order_hold_seconds,
         )
         await uow.commit()
     return client

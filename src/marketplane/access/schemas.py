@@ -73,6 +73,12 @@ class ClientIn(Strict):
     allowed_categories: list[str] | None = Field(
         default=None, max_length=10_000, description="Category ids it may show; null: all."
     )
+    order_hold_seconds: StrictInt | None = Field(
+        default=None,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long its orders wait for payment before they expire; null: the default.",
+    )
 
 
 class ClientPatch(Strict):
@@ -80,6 +86,12 @@ class ClientPatch(Strict):
     markup_bps: StrictInt | None = Field(default=None, ge=0, le=100_000)
     allowed_suppliers: list[str] | None = Field(default=None, max_length=10_000)
     allowed_categories: list[str] | None = Field(default=None, max_length=10_000)
+    order_hold_seconds: StrictInt | None = Field(
+        default=None,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long its orders wait for payment before they expire; null: the default.",
+    )
 
 
 class ClientOut(BaseModel):
@@ -88,6 +100,7 @@ class ClientOut(BaseModel):
     markup_bps: int
     allowed_suppliers: list[str] | None
     allowed_categories: list[str] | None
+    order_hold_seconds: int | None
     created_at: datetime
     updated_at: datetime
 

@@ -254,6 +254,7 @@ async def create_client(
     markup_bps: int,
     allowed_suppliers: list[str] | None,
     allowed_categories: list[str] | None,
+    order_hold_seconds: int | None = None,
 ) -> Client:
     now = utcnow()
     client = Client(
@@ -264,6 +265,7 @@ async def create_client(
         allowed_categories=_check_ids("allowed_categories", allowed_categories, "cat"),
         created_at=now,
         updated_at=now,
+        order_hold_seconds=order_hold_seconds,
     )
     await store.insert_client(await uow.connection(), client)
     return client

@@ -71,6 +71,7 @@ clients = sa.Table(
     sa.Column("allowed_categories", Json),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("order_hold_seconds", sa.Integer),  # None: the platform's default
 )
 api_keys = sa.Table(
     "api_keys",
@@ -108,6 +109,7 @@ def _client(row: sa.Row[Any]) -> Client:
         allowed_categories=row.allowed_categories,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        order_hold_seconds=row.order_hold_seconds,
     )
 
 
@@ -247,6 +249,7 @@ async def insert_client(conn: AsyncConnection, client: Client) -> None:
             allowed_categories=client.allowed_categories,
             created_at=client.created_at,
             updated_at=client.updated_at,
+            order_hold_seconds=client.order_hold_seconds,
         )
     )
 
@@ -261,6 +264,7 @@ async def update_client(conn: AsyncConnection, client: Client) -> None:
             allowed_suppliers=client.allowed_suppliers,
             allowed_categories=client.allowed_categories,
             updated_at=client.updated_at,
+            order_hold_seconds=client.order_hold_seconds,
         )
     )
 

@@ -100,6 +100,8 @@ class Offer:
     version: int
     created_at: datetime
     updated_at: datetime
+    reserved: int = 0  # held for orders not yet decided
+    sold: int = 0  # taken by accepted orders
 
 
 # --- validation -----------------------------------------------------------------------------

@@ -115,7 +115,9 @@ class SupplyOfferOut(BaseModel):
     description: str
     attributes: dict[str, Any]
     price: MoneyOut
-    quantity: int
+    quantity: int = Field(description="Available: what customers may still order.")
+    reserved: int = Field(description="Held for orders that are unpaid or not yet accepted.")
+    sold: int = Field(description="Taken by orders its supplier accepted.")
     status: OfferStatus
     gtin: str | None
     product: str | None

@@ -153,7 +153,7 @@ async def apply_supplier_status(uow: UnitOfWork, *, supplier_id: str, status: st
     await store.set_listed(conn, supplier_id, listed)
     where, values = store.listing_change(supplier_id, listed)
     async for chunk in store.change_offers(conn, where, values):
-        happened = _offer_events(
+        happened = offer_events(
             "listed" if listed else "unlisted", ((o, live, listed) for o, live in chunk)
         )
         await events.emit(uow, *happened)
@@ -373,7 +373,7 @@ def _event(
     )
 
 
-def _offer_events(kind: str, offers: Iterable[tuple[Offer, bool, bool]]) -> list[NewEvent]:
+def offer_events(kind: str, offers: Iterable[tuple[Offer, bool, bool]]) -> list[NewEvent]:
     """Events of offers changed as a whole (removed, switched off, listed or unlisted):
     each with whether it was live before and is live after."""
     return [
@@ -444,7 +444,7 @@ async def _retire(
             for o, live in chunk
         ]
         kind = "removed" if status is OfferStatus.DELETED else "content"
-        await events.emit(uow, *_offer_events(kind, ((o, live, False) for o, live in now)))
+        await events.emit(uow, *offer_events(kind, ((o, live, False) for o, live in now)))
         done.extend(o for o, _ in now)
     return done
 
@@ -707,6 +707,8 @@ def present_offer(offer: Offer, *, with_supplier: bool = False) -> dict[str, Any
         "attributes": offer.attributes,
         "price": {"amount": offer.price_amount, "currency": offer.currency},
         "quantity": offer.quantity,
+        "reserved": offer.reserved,
+        "sold": offer.sold,
         "status": str(offer.status),
         "gtin": offer.gtin,
         "product": offer.product_id,

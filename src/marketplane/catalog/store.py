@@ -56,7 +56,7 @@ offers = sa.Table(
     sa.Column("attributes", Json, nullable=False),
     sa.Column("price_amount", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
-    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),  # available: what may still be ordered
     sa.Column("status", sa.String(10), nullable=False),
     sa.Column("live", sa.SmallInteger, nullable=False),
     sa.Column("gtin", sa.String(14)),
@@ -68,6 +68,9 @@ offers = sa.Table(
     sa.Column("search_body", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # Held for unpaid or undecided orders, and sold to accepted ones (see catalog.stock).
+    sa.Column("reserved", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("sold", sa.BigInteger, nullable=False, server_default="0"),
 )
 offer_attrs = sa.Table(
     "offer_attrs",
@@ -97,6 +100,8 @@ OFFER_COLUMNS = (
     offers.c.version,
     offers.c.created_at,
     offers.c.updated_at,
+    offers.c.reserved,
+    offers.c.sold,
 )
 
 
@@ -129,6 +134,8 @@ def offer_from_row(row: Any) -> Offer:
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        reserved=row.reserved,
+        sold=row.sold,
     )
 
 

@@ -29,6 +29,26 @@ class EventType(StrEnum):
     FEED_RUN_COMPLETED = "feed_run.completed"
     FEED_RUN_FAILED = "feed_run.failed"
     FEED_RUN_HELD = "feed_run.held"
+    # to the client whose order it is (the whole order, priced as its customer pays)
+    ORDER_PLACED = "order.placed"
+    ORDER_PAID = "order.paid"
+    ORDER_PAYMENT_FAILED = "order.payment_failed"
+    ORDER_EXPIRED = "order.expired"
+    ORDER_CANCELLED = "order.cancelled"
+    ORDER_ACCEPTED = "order.accepted"  # a supplier accepted its part
+    ORDER_REJECTED = "order.rejected"  # a supplier rejected its part (or its deadline passed)
+    ORDER_FULFILLED = "order.fulfilled"  # a part was shipped
+    ORDER_COMPLETED = "order.completed"  # a part was completed
+    ORDER_CLOSED = "order.closed"  # every part has ended
+    ORDER_REFUNDED = "order.refunded"
+    # to the supplier whose part it is (its supplier order, at its own prices)
+    SUPPLIER_ORDER_CREATED = "supplier_order.created"  # paid: waiting for its acceptance
+    SUPPLIER_ORDER_ACCEPTED = "supplier_order.accepted"
+    SUPPLIER_ORDER_REJECTED = "supplier_order.rejected"
+    SUPPLIER_ORDER_CANCELLED = "supplier_order.cancelled"
+    SUPPLIER_ORDER_FULFILLED = "supplier_order.fulfilled"
+    SUPPLIER_ORDER_COMPLETED = "supplier_order.completed"
+    SUPPLIER_ORDER_REFUNDED = "supplier_order.refunded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +65,7 @@ class NewEvent:
     supplier_id: str | None = None
     category_id: str | None = None
     store_type: EventType | None = None
+    client_id: str | None = None  # addressed to this client alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +80,7 @@ class Event:
     category_id: str | None
     payload: Mapping[str, Any]
     occurred_at: datetime
+    client_id: str | None = None
 
 
 OFFER_CHANGES = {
@@ -81,9 +103,12 @@ def store_type(kind: EventType, *, live_before: bool, live_after: bool) -> Event
 
 
 def visible_to(event: Event, view: ClientView) -> bool:
-    """Whether a client may see this event: about an offer it may see, in the store."""
+    """Whether a client may see this event: about an offer it may see, in the store, or
+    addressed to it alone (its own orders)."""
     if event.store_type is None:
         return False
+    if event.client_id is not None:
+        return event.client_id == view.client_id
     if view.allowed_suppliers is not None and event.supplier_id not in view.allowed_suppliers:
         return False
     return view.allowed_categories is None or event.category_id in view.allowed_categories
@@ -91,10 +116,11 @@ def visible_to(event: Event, view: ClientView) -> bool:
 
 def present(event: Event, *, view: ClientView | None = None) -> dict[str, Any]:
     """The event on the wire. For a client (`view`): its store type and the offer as the store
-    shows it, priced with the client's markup; a removal carries the offer's id and version."""
+    shows it, priced with the client's markup; a removal carries the offer's id and version.
+    An event addressed to the client (its order) is already in the client's terms."""
     kind = event.type if view is None else event.store_type
     data: Mapping[str, Any] = event.payload
-    if view is not None:
+    if view is not None and event.client_id is None:
         if kind is EventType.OFFER_REMOVED:
             data = {"id": event.object_id, "version": event.version}
         else:

@@ -88,6 +88,7 @@ async def read(
         store=True,
         suppliers=None if view.allowed_suppliers is None else sorted(view.allowed_suppliers),
         categories=None if view.allowed_categories is None else sorted(view.allowed_categories),
+        client_id=view.client_id,
     )
     return [e for e in found if visible_to(e, view)]
 

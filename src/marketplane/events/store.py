@@ -34,6 +34,7 @@ events = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("supplier_id", Id),
     sa.Column("category_id", Id),
+    sa.Column("client_id", Id),  # addressed to one client alone (its orders)
     sa.Column("payload", Json, nullable=False),
     sa.Column("occurred_at", UtcDateTime, nullable=False),
     sqlite_autoincrement=True,
@@ -46,6 +47,7 @@ COLUMNS = (
     "version",
     "supplier_id",
     "category_id",
+    "client_id",
     "payload",
     "occurred_at",
 )
@@ -68,6 +70,7 @@ async def append(conn: AsyncConnection, new: Sequence[tuple[str, NewEvent]], at:
             e.version,
             e.supplier_id,
             e.category_id,
+            e.client_id,
             e.payload,
             at,
         )
@@ -92,6 +95,7 @@ def _event(row: Any) -> Event:
         version=row.version,
         supplier_id=row.supplier_id,
         category_id=row.category_id,
+        client_id=row.client_id,
         payload=row.payload,
         occurred_at=row.occurred_at,
     )
@@ -107,9 +111,11 @@ async def read(
     store: bool = False,
     suppliers: Sequence[str] | None = None,
     categories: Sequence[str] | None = None,
+    client_id: str | None = None,
 ) -> list[Event]:
     """Events after `seq`, oldest first. `store`: only what clients may see, by `store_type`
-    (and `types` filter that); `suppliers`/`categories` narrow to a client's allowed ones."""
+    (and `types` filter that); `suppliers`/`categories` narrow to a client's allowed ones, and
+    events addressed to one client are kept for `client_id` alone."""
     kind = events.c.store_type if store else events.c.type
     query = sa.select(events).where(events.c.seq > after)
     if store:
@@ -118,10 +124,13 @@ async def read(
         query = query.where(kind.in_(list(types)))
     if supplier_id is not None:
         query = query.where(events.c.supplier_id == supplier_id)
-    if suppliers is not None:
-        query = query.where(events.c.supplier_id.in_(list(suppliers)))
-    if categories is not None:
-        query = query.where(events.c.category_id.in_(list(categories)))
+    if store:
+        shared: list[sa.ColumnElement[bool]] = [events.c.client_id.is_(None)]
+        if suppliers is not None:
+            shared.append(events.c.supplier_id.in_(list(suppliers)))
+        if categories is not None:
+            shared.append(events.c.category_id.in_(list(categories)))
+        query = query.where(sa.or_(sa.and_(*shared), events.c.client_id == client_id))
     rows = await conn.execute(query.order_by(events.c.seq).limit(limit))
     return [_event(r) for r in rows]
 

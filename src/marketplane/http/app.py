@@ -31,6 +31,7 @@ from marketplane.http.openapi import document_problems_as_problem_json, problems
 from marketplane.http.responses import Json
 from marketplane.http.store_cache import StoreCache
 from marketplane.observability import REGISTRY, WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES
+from marketplane.orders import routes as order_routes
 from marketplane.settings import Settings, get_settings
 
 # File uploads: their own, larger body limit (MARKETPLANE_FEED_MAX_BYTES).
@@ -103,6 +104,10 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         webhook_routes.store,
         webhook_routes.supply,
         webhook_routes.operator,
+        order_routes.store,
+        order_routes.supply,
+        order_routes.operator,
+        order_routes.hooks,
     ):
         app.include_router(router)
 

@@ -63,6 +63,17 @@ async def store_reader(request: Request, credentials: Credentials) -> Principal:
     return principal
 
 
+async def store_writer(request: Request, credentials: Credentials) -> Principal:
+    """A client's secret key: what places and moves orders (a publishable key only reads)."""
+    principal = await store_reader(request, credentials)
+    if principal.kind is not KeyKind.SECRET:
+        raise Forbidden(
+            "orders are placed and read with a secret key, not a publishable one",
+            code="secret_key_required",
+        )
+    return principal
+
+
 async def stream_reader(
     request: Request,
     credentials: Credentials,
@@ -87,4 +98,5 @@ async def stream_reader(
 
 SupplierDep = Annotated[Principal, Depends(supplier)]
 StoreReaderDep = Annotated[Principal, Depends(store_reader)]
+StoreWriterDep = Annotated[Principal, Depends(store_writer)]
 StreamReaderDep = Annotated[Principal, Depends(stream_reader)]

@@ -31,6 +31,7 @@ class Problem(BaseModel):
 _DESCRIPTIONS = {
     400: "Bad request (for example a bad cursor or Idempotency-Key)",
     401: "Missing, invalid or revoked key",
+    402: "The payment provider did not take the payment; `failure_code` says why",
     403: "The key may not do this (wrong side, role, or a publishable key writing)",
     404: "Not found, or not visible to this key",
     409: "Conflict with the current state, or the same Idempotency-Key is in flight",

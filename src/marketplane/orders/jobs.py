@@ -1,0 +1,119 @@
+"""The order jobs: expire unpaid orders, reject orders past their acceptance deadline, send
+owed refunds. Each is safe to run in several processes at once: every order is moved by a
+conditional update (of two processes one moves it, the other finds it moved and goes on), and
+a refund is sent with its own id as the provider's idempotency key and settled only from
+pending."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from marketplane.kernel.clock import utcnow
+from marketplane.kernel.errors import Conflict
+from marketplane.orders import service, store
+from marketplane.orders.model import OrderKind, OrderStatus, RefundStatus, SupplierOrderStatus
+from marketplane.orders.payments import Outcome, PaymentProvider
+from marketplane.orders.service import NewUnitOfWork
+from marketplane.orders.transitions import SYSTEM
+
+log = logging.getLogger("marketplane.orders")
+BATCH = 100
+
+
+async def expire_unpaid(new_uow: NewUnitOfWork) -> int:
+    """Expires placed orders whose hold has passed; returns how many this call expired."""
+    async with new_uow() as uow:
+        due = await store.due(
+            await uow.connection(), OrderKind.ORDER, status=OrderStatus.PLACED,
+            column="expires_at", now=utcnow(), limit=BATCH,
+        )  # fmt: skip
+    done = 0
+    for order_id in due:
+        async with new_uow() as uow:
+            try:
+                await service.expire_order(uow, order_id=order_id)
+            except Conflict:
+                continue  # paid, cancelled or expired by another process meanwhile
+            await uow.commit()
+            done += 1
+    return done
+
+
+async def enforce_deadlines(new_uow: NewUnitOfWork) -> int:
+    """Rejects supplier orders not accepted in time: stock back on sale, customer refunded."""
+    async with new_uow() as uow:
+        due = await store.due(
+            await uow.connection(), OrderKind.SUPPLIER_ORDER,
+            status=SupplierOrderStatus.AWAITING_ACCEPTANCE, column="accept_by",
+            now=utcnow(), limit=BATCH,
+        )  # fmt: skip
+    done = 0
+    for part_id in due:
+        async with new_uow() as uow:
+            try:
+                await service.reject(
+                    uow, supplier_id=None, supplier_order_id=part_id,
+                    reason="not accepted before its deadline", actor=SYSTEM,
+                )  # fmt: skip
+            except Conflict:
+                continue
+            await uow.commit()
+            done += 1
+    return done
+
+
+async def send_refunds(new_uow: NewUnitOfWork, provider: PaymentProvider) -> int:
+    """Sends pending refunds to the provider and records its answers; returns how many were
+    settled. A refund the provider refuses is marked failed, for an operator to act on."""
+    async with new_uow() as uow:
+        conn = await uow.connection()
+        pending = await store.pending_refunds(conn, BATCH)
+        captured = {}
+        for refund in pending:
+            payments = await store.payments_of(conn, refund.order_id)
+            captured[refund.id] = next(
+                (p.reference for p in payments if p.status == "captured" and p.reference), None
+            )
+    settled = 0
+    for refund in pending:
+        reference = captured[refund.id]
+        if reference is None:
+            continue  # nothing was captured yet: its payment is still being answered
+        answer = await provider.refund(
+            refund_id=refund.id, reference=reference, amount=refund.amount, currency=refund.currency
+        )
+        status = (
+            RefundStatus.SUCCEEDED if answer.outcome is Outcome.SUCCEEDED else RefundStatus.FAILED
+        )
+        async with new_uow() as uow:
+            if await store.settle_refund(
+                await uow.connection(), refund.id, status=status,
+                reference=answer.reference, failure_code=answer.failure_code, at=utcnow(),
+            ):  # fmt: skip
+                settled += 1
+            await uow.commit()
+    return settled
+
+
+async def sweep(new_uow: NewUnitOfWork, provider: PaymentProvider) -> int:
+    """One pass of every job."""
+    return (
+        await expire_unpaid(new_uow)
+        + await enforce_deadlines(new_uow)
+        + await send_refunds(new_uow, provider)
+    )
+
+
+async def work(
+    new_uow: NewUnitOfWork, provider: PaymentProvider, *, stop: asyncio.Event, every: float
+) -> None:
+    """Sweeps until `stop` is set."""
+    while not stop.is_set():
+        try:
+            await sweep(new_uow, provider)
+        except Exception:  # the database may be briefly away: say so, try again next pass
+            log.exception("an order sweep failed; retrying")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)

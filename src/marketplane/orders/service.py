@@ -1,0 +1,754 @@
+"""Order use cases: place, pay, cancel (client); accept, reject, fulfil, complete (supplier);
+refund (client or operator); the answers of payment providers.
+
+Every status change goes through `transitions.transition`; every stock move through
+`catalog.stock`, in the same transaction. Refunds are recorded with the change that owes them
+and sent to the provider after it commits (`jobs.send_refunds`), so a provider that is down
+never undoes a decision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from marketplane.access import service as access
+from marketplane.access.model import ClientView, Milestone
+from marketplane.catalog import stock
+from marketplane.db.uow import UnitOfWork
+from marketplane.events.model import EventType
+from marketplane.kernel.clock import utcnow
+from marketplane.kernel.errors import (
+    Conflict,
+    FieldError,
+    MarketplaneError,
+    NotFound,
+    ValidationFailed,
+)
+from marketplane.kernel.ids import new_id
+from marketplane.kernel.money import apply_markup
+from marketplane.orders import store
+from marketplane.orders.model import (
+    SUPPLIER_ORDER_ENDS,
+    SUPPLIER_SEES,
+    Action,
+    LineRequest,
+    LineStatus,
+    OrderKind,
+    OrderLine,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    SupplierOrder,
+    SupplierOrderStatus,
+    quantities_by_offer,
+)
+from marketplane.orders.payments import Answer, Outcome, PaymentProvider
+from marketplane.orders.transitions import (
+    SYSTEM,
+    Actor,
+    Detail,
+    detail,
+    moved,
+    publish,
+    queue,
+    transition,
+)
+
+NewUnitOfWork = Callable[[], UnitOfWork]
+MAX_LINES = 100
+
+
+class PaymentFailed(MarketplaneError):
+    status = 402
+    title = "Payment failed"
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+async def client_order(uow: UnitOfWork, *, client_id: str, order_id: str) -> Detail:
+    """One of the client's own orders; any other is not found (never "forbidden": that would
+    tell the order exists)."""
+    order = await store.order_by_id(await uow.connection(), order_id)
+    if order is None or order.client_id != client_id:
+        raise NotFound(f"no order {order_id}", code="order_not_found")
+    return await detail(uow, order)
+
+
+async def any_order(uow: UnitOfWork, *, order_id: str) -> Detail:
+    order = await store.order_by_id(await uow.connection(), order_id)
+    if order is None:
+        raise NotFound(f"no order {order_id}", code="order_not_found")
+    return await detail(uow, order)
+
+
+async def supplier_order(
+    uow: UnitOfWork, *, supplier_id: str | None, supplier_order_id: str
+) -> tuple[Detail, SupplierOrder]:
+    """A supplier order with its customer order; `supplier_id` None: an operator's look."""
+    conn = await uow.connection()
+    part = await store.supplier_order_by_id(conn, supplier_order_id)
+    if part is None or (supplier_id is not None and part.supplier_id != supplier_id):
+        raise NotFound(f"no supplier order {supplier_order_id}", code="order_not_found")
+    if supplier_id is not None and part.status not in SUPPLIER_SEES:
+        raise NotFound(f"no supplier order {supplier_order_id}", code="order_not_found")
+    order = await store.order_by_id(conn, part.order_id)
+    assert order is not None
+    return await detail(uow, order), part
+
+
+async def history(uow: UnitOfWork, *, found: Detail) -> list[dict[str, Any]]:
+    rows = await store.history_of(
+        await uow.connection(), [found.order.id, *(p.id for p in found.parts)]
+    )
+    return [
+        {
+            "object": r.object_id,
+            "kind": r.kind,
+            "from": r.from_status,
+            "to": r.to_status,
+            "action": r.action,
+            "actor": r.actor,
+            "reason": r.reason,
+            "at": r.at,
+        }
+        for r in rows
+    ]
+
+
+# --- placing --------------------------------------------------------------------------------
+
+
+async def place_order(
+    uow: UnitOfWork,
+    *,
+    view: ClientView,
+    customer_ref: str,
+    shipping: Mapping[str, Any] | None,
+    lines: Sequence[LineRequest],
+    default_hold_seconds: int,
+) -> Detail:
+    """Reserves every line's stock and records the order, split per supplier; or reserves
+    nothing. A price that moved since the customer saw it is a 409 with today's prices."""
+    if not 1 <= len(lines) <= MAX_LINES:
+        raise ValidationFailed(f"an order has 1–{MAX_LINES} lines", code="invalid_lines")
+    wanted = quantities_by_offer(lines)
+    found = await stock.orderable(uow, view=view, offer_ids=list(wanted))
+    missing = [
+        FieldError(f"lines[{i}].offer", "offer_not_orderable", f"no offer {line.offer_id} to order")
+        for i, line in enumerate(lines)
+        if line.offer_id not in found
+    ]
+    if missing:
+        raise ValidationFailed("some lines name no offer this client may order", errors=missing)
+    currencies = {offer.currency for offer in found.values()}
+    if len(currencies) > 1:
+        raise ValidationFailed(
+            "an order is paid in one currency; these offers are in "
+            + ", ".join(sorted(currencies)),
+            code="mixed_currencies",
+        )
+    shown = {o.id: apply_markup(o.price_amount, view.markup_bps) for o in found.values()}
+    if any(
+        line.unit_price != shown[line.offer_id] or line.currency != found[line.offer_id].currency
+        for line in lines
+    ):
+        raise _price_changed(found, shown)
+    reserved, short = await stock.reserve(
+        uow,
+        wanted={o: (found[o].pk, n, found[o].price_amount) for o, n in wanted.items()},
+    )
+    if short:
+        raise Conflict(
+            "not enough stock for every line; nothing was reserved",
+            code="insufficient_stock",
+            extra={
+                "lines": [
+                    {"offer": s.offer_id, "wanted": s.wanted, "available": s.available}
+                    for s in short
+                ]
+            },
+        )
+    client = await access.get_client(uow, client_id=view.client_id)
+    now = utcnow()
+    hold = client.order_hold_seconds or default_hold_seconds
+    order_id = new_id("ord")
+    currency = currencies.pop()
+    part_ids: dict[str, str] = {}
+    line_rows: list[dict[str, Any]] = []
+    for position, line in enumerate(lines):
+        offer = reserved[line.offer_id]
+        part_id = part_ids.setdefault(offer.supplier_id, new_id("so"))
+        line_rows.append(
+            {
+                "id": new_id("oln"),
+                "order_id": order_id,
+                "supplier_order_id": part_id,
+                "position": position,
+                "offer_id": offer.id,
+                "sku": offer.sku,
+                "title": offer.title,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "supplier_unit_price": offer.price_amount,
+                "currency": currency,
+                "status": str(LineStatus.RESERVED),
+            }
+        )
+    totals: dict[str, int] = {}
+    for row in line_rows:
+        totals[row["supplier_order_id"]] = (
+            totals.get(row["supplier_order_id"], 0) + row["unit_price"] * row["quantity"]
+        )
+    common = {"version": 1, "created_at": now, "updated_at": now}
+    await store.insert_order(
+        await uow.connection(),
+        {
+            "id": order_id,
+            "client_id": view.client_id,
+            "customer_ref": customer_ref,
+            "shipping": dict(shipping) if shipping is not None else None,
+            "status": str(OrderStatus.PLACED),
+            "currency": currency,
+            "amount": sum(totals.values()),
+            "refunded_amount": 0,
+            "expires_at": now + timedelta(seconds=hold),
+            **common,
+        },
+        [
+            {
+                "id": part_id,
+                "order_id": order_id,
+                "supplier_id": supplier_id,
+                "client_id": view.client_id,
+                "status": str(SupplierOrderStatus.PENDING_PAYMENT),
+                "currency": currency,
+                "amount": totals[part_id],
+                "accepted_amount": 0,
+                "refunded_amount": 0,
+                "accept_by": None,
+                "tracking": None,
+                **common,
+            }
+            for supplier_id, part_id in sorted(part_ids.items())
+        ],
+        line_rows,
+    )
+    await store.record_history(
+        await uow.connection(),
+        [
+            {
+                "kind": str(kind),
+                "object_id": object_id,
+                "from_status": None,
+                "to_status": status,
+                "action": "place",
+                "actor": f"client:{view.client_id}",
+                "reason": None,
+                "at": now,
+            }
+            for kind, object_id, status in [
+                (OrderKind.ORDER, order_id, OrderStatus.PLACED),
+                *(
+                    (OrderKind.SUPPLIER_ORDER, p, SupplierOrderStatus.PENDING_PAYMENT)
+                    for p in part_ids.values()
+                ),
+            ]
+        ],
+    )
+    moved(uow, order_id)
+    queue(uow, order_id, client=EventType.ORDER_PLACED)
+    await publish(uow)
+    order = await store.order_by_id(await uow.connection(), order_id)
+    assert order is not None
+    return await detail(uow, order)
+
+
+def _price_changed(found: Mapping[str, Any], shown: Mapping[str, int]) -> Conflict:
+    return Conflict(
+        "a price changed since the customer saw it; nothing was reserved",
+        code="price_changed",
+        extra={
+            "prices": [
+                {"offer": o, "price": {"amount": shown[o], "currency": found[o].currency}}
+                for o in sorted(found)
+            ]
+        },
+    )
+
+
+# --- paying ---------------------------------------------------------------------------------
+
+
+async def pay_order(
+    new_uow: NewUnitOfWork,
+    provider: PaymentProvider,
+    *,
+    client_id: str,
+    order_id: str,
+    token: str,
+    accept_seconds: float,
+) -> Detail:
+    """Authorizes and captures the order's total. The attempt is recorded before the provider
+    is asked (outside any transaction: a slow provider holds no lock), and its answer after."""
+    now = utcnow()
+    async with new_uow() as uow:
+        found = await client_order(uow, client_id=client_id, order_id=order_id)
+        order = found.order
+        if order.status is not OrderStatus.PLACED:
+            raise Conflict(
+                f"the order is {order.status}; only a placed order is paid",
+                code="invalid_transition",
+                extra={"current_status": str(order.status)},
+            )
+        if order.expires_at <= now:
+            raise Conflict("the order's hold has expired", code="order_expired")
+        if any(
+            p.status in (PaymentStatus.PROCESSING, PaymentStatus.PENDING) for p in found.payments
+        ):
+            raise Conflict("a payment for this order is under way", code="payment_in_progress")
+        payment = Payment(
+            id=new_id("pay"),
+            order_id=order.id,
+            provider=provider.name,
+            status=PaymentStatus.PROCESSING,
+            amount=order.amount,
+            currency=order.currency,
+            reference=None,
+            failure_code=None,
+            created_at=now,
+            updated_at=now,
+        )
+        await store.insert_payment(await uow.connection(), payment)
+        await uow.commit()
+    answer = await provider.authorize(
+        payment_id=payment.id, amount=order.amount, currency=order.currency, token=token
+    )
+    if answer.outcome is Outcome.SUCCEEDED and answer.reference is not None:
+        captured = await provider.capture(
+            reference=answer.reference, amount=order.amount, currency=order.currency
+        )
+        answer = Answer(captured.outcome, answer.reference, captured.failure_code)
+    async with new_uow() as uow:
+        await settle_payment(
+            uow, payment_id=payment.id, answer=answer, accept_seconds=accept_seconds
+        )
+        result = await client_order(uow, client_id=client_id, order_id=order_id)
+        await uow.commit()
+    if answer.outcome is Outcome.FAILED:
+        raise PaymentFailed(
+            f"the payment was not taken ({answer.failure_code}); the order waits for another",
+            code="payment_failed",
+            extra={"failure_code": answer.failure_code},
+        )
+    return result
+
+
+async def settle_payment(
+    uow: UnitOfWork, *, payment_id: str, answer: Answer, accept_seconds: float
+) -> None:
+    """Records a provider's answer once (a second answer about the same payment changes
+    nothing). Money taken for an order that expired or was cancelled meanwhile goes back."""
+    conn = await uow.connection()
+    now = utcnow()
+    payment = await store.payment_by_id(conn, payment_id)
+    if payment is None:
+        raise NotFound(f"no payment {payment_id}", code="payment_not_found")
+    open_states = [PaymentStatus.PROCESSING, PaymentStatus.PENDING]
+    if answer.outcome is Outcome.PENDING:
+        await store.settle_payment(
+            conn, payment_id, current=[PaymentStatus.PROCESSING], status=PaymentStatus.PENDING,
+            reference=answer.reference, failure_code=None, at=now,
+        )  # fmt: skip
+        return
+    status = PaymentStatus.CAPTURED if answer.outcome is Outcome.SUCCEEDED else PaymentStatus.FAILED
+    if not await store.settle_payment(
+        conn, payment_id, current=open_states, status=status,
+        reference=answer.reference, failure_code=answer.failure_code, at=now,
+    ):  # fmt: skip
+        return
+    if status is PaymentStatus.FAILED:
+        queue(uow, payment.order_id, client=EventType.ORDER_PAYMENT_FAILED)
+        await publish(uow)
+        return
+    order = await store.order_by_id(conn, payment.order_id)
+    assert order is not None
+    if order.status is not OrderStatus.PLACED:
+        # expired or cancelled while the provider was answering: nothing is sold, all goes back
+        for part in await store.parts_of(conn, [order.id]):
+            await _owe_refund(uow, part, part.amount - part.refunded_amount, "order no longer open")
+        await publish(uow)
+        return
+    await transition(uow, OrderKind.ORDER, order.id, OrderStatus.PLACED, Action.PAY, actor=SYSTEM)
+    accept_by = now + timedelta(seconds=accept_seconds)
+    for part in await store.parts_of(conn, [order.id]):
+        await transition(
+            uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.PAY,
+            actor=SYSTEM, accept_by=accept_by,
+        )  # fmt: skip
+    await publish(uow)
+
+
+async def handle_callback(
+    new_uow: NewUnitOfWork,
+    provider: PaymentProvider,
+    *,
+    headers: dict[str, str],
+    body: bytes,
+    accept_seconds: float,
+) -> bool:
+    """A provider's callback, verified, applied once; False when it was handled before."""
+    callback = provider.callback(headers=headers, body=body)
+    async with new_uow() as uow:
+        conn = await uow.connection()
+        if not await store.note_callback(conn, provider.name, callback.event_id, utcnow()):
+            return False
+        await settle_payment(
+            uow,
+            payment_id=callback.payment_id,
+            answer=Answer(callback.outcome, callback.reference, callback.failure_code),
+            accept_seconds=accept_seconds,
+        )
+        await uow.commit()
+    return True
+
+
+# --- ending an order early ------------------------------------------------------------------
+
+
+async def _release_part(uow: UnitOfWork, part: SupplierOrder, lines: Sequence[OrderLine]) -> None:
+    """Puts a part's still-reserved lines back on sale."""
+    held = [
+        line for line in lines if line.supplier_order_id == part.id and line.status == "reserved"
+    ]
+    conn = await uow.connection()
+    count = await store.set_line_status(
+        conn, [line.id for line in held], current=LineStatus.RESERVED, target=LineStatus.RELEASED
+    )
+    if count != len(held):
+        raise Conflict("the order changed meanwhile; try again", code="concurrent_change")
+    await stock.release(uow, counts=_counts(held))
+
+
+def _counts(lines: Sequence[OrderLine]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for line in lines:
+        counts[line.offer_id] = counts.get(line.offer_id, 0) + line.quantity
+    return counts
+
+
+async def _owe_refund(
+    uow: UnitOfWork, part: SupplierOrder, amount: int, reason: str
+) -> Refund | None:
+    """Records money owed back to the customer for a part (sent after commit)."""
+    if amount <= 0:
+        return None
+    conn = await uow.connection()
+    now = utcnow()
+    if not await store.refund_within(conn, part.id, amount, now):
+        raise Conflict(
+            "that is more than is left to refund on this supplier order",
+            code="refund_exceeds_paid",
+            extra={"refundable": {"amount": part.refundable, "currency": part.currency}},
+        )
+    refund = Refund(
+        id=new_id("re"),
+        order_id=part.order_id,
+        supplier_order_id=part.id,
+        amount=amount,
+        currency=part.currency,
+        reason=reason,
+        status=RefundStatus.PENDING,
+        reference=None,
+        failure_code=None,
+        created_at=now,
+        updated_at=now,
+    )
+    await store.insert_refund(conn, refund)
+    await store.add_to(conn, store.orders, part.order_id, refunded_amount=amount)
+    queue(
+        uow,
+        part.order_id,
+        client=EventType.ORDER_REFUNDED,
+        supplier=EventType.SUPPLIER_ORDER_REFUNDED,
+        part=part.id,
+    )
+    return refund
+
+
+def _captured(found: Detail) -> bool:
+    return any(p.status is PaymentStatus.CAPTURED for p in found.payments)
+
+
+async def cancel_order(
+    uow: UnitOfWork, *, client_id: str, order_id: str, reason: str | None
+) -> Detail:
+    """The customer withdraws before any supplier accepted: every part is cancelled, its stock
+    released and, if paid, refunded. Once a supplier has accepted, a refund is the way."""
+    found = await client_order(uow, client_id=client_id, order_id=order_id)
+    actor = Actor("client", client_id)
+    await transition(
+        uow,
+        OrderKind.ORDER,
+        order_id,
+        found.order.status,
+        Action.CANCEL,
+        actor=actor,
+        reason=reason,
+    )
+    paid = _captured(found)
+    for part in found.parts:
+        if part.status in SUPPLIER_ORDER_ENDS:
+            continue
+        await transition(
+            uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.CANCEL,
+            actor=actor, reason=reason,
+        )  # fmt: skip
+        await _release_part(uow, part, found.lines)
+        if paid:
+            await _owe_refund(
+                uow, part, part.amount - part.refunded_amount, "cancelled by the customer"
+            )
+    await publish(uow)
+    return await client_order(uow, client_id=client_id, order_id=order_id)
+
+
+async def expire_order(uow: UnitOfWork, *, order_id: str) -> None:
+    """An unpaid order whose hold has passed: its stock goes back on sale."""
+    found = await any_order(uow, order_id=order_id)
+    if found.order.expires_at > utcnow():
+        raise Conflict("the order's hold has not expired", code="not_expired")
+    await transition(
+        uow, OrderKind.ORDER, order_id, found.order.status, Action.EXPIRE, actor=SYSTEM
+    )
+    for part in found.parts:
+        await transition(
+            uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.EXPIRE, actor=SYSTEM
+        )
+        await _release_part(uow, part, found.lines)
+    await publish(uow)
+
+
+async def _close_if_done(uow: UnitOfWork, order_id: str) -> None:
+    """A paid order closes when its last part ends."""
+    conn = await uow.connection()
+    order = await store.order_by_id(conn, order_id)
+    assert order is not None
+    parts = await store.parts_of(conn, [order_id])
+    if order.status is OrderStatus.PAID and all(p.status in SUPPLIER_ORDER_ENDS for p in parts):
+        await transition(uow, OrderKind.ORDER, order_id, order.status, Action.CLOSE, actor=SYSTEM)
+
+
+# --- the supplier's decisions ---------------------------------------------------------------
+
+
+async def accept(
+    uow: UnitOfWork,
+    *,
+    supplier_id: str,
+    supplier_order_id: str,
+    decisions: Mapping[str, bool] | None,
+    actor: Actor,
+) -> tuple[Detail, SupplierOrder]:
+    """Accepts a supplier order whole, or line by line (`decisions`: line id → accepted; lines
+    not named are accepted). Accepted lines are sold; the others go back on sale and their
+    amount back to the customer. Accepting no line is rejecting."""
+    found, part = await supplier_order(
+        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id
+    )
+    lines = [line for line in found.lines if line.supplier_order_id == part.id]
+    decisions = dict(decisions or {})
+    unknown = sorted(set(decisions) - {line.id for line in lines})
+    if unknown:
+        raise ValidationFailed(
+            "some lines are not in this order",
+            errors=[
+                FieldError("lines", "unknown_line", f"no line {u} in this order") for u in unknown
+            ],
+        )
+    taken = [line for line in lines if decisions.get(line.id, True)]
+    if not taken:
+        return await reject(
+            uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id,
+            reason="every line rejected", actor=actor,
+        )  # fmt: skip
+    refused = [line for line in lines if not decisions.get(line.id, True)]
+    accepted_amount = sum(line.amount for line in taken)
+    await transition(
+        uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.ACCEPT,
+        actor=actor, accepted_amount=accepted_amount,
+    )  # fmt: skip
+    conn = await uow.connection()
+    await store.set_line_status(
+        conn, [line.id for line in taken], current=LineStatus.RESERVED, target=LineStatus.SOLD
+    )
+    await stock.sell(uow, counts=_counts(taken))
+    if refused:
+        await store.set_line_status(
+            conn,
+            [line.id for line in refused],
+            current=LineStatus.RESERVED,
+            target=LineStatus.RELEASED,
+        )
+        await stock.release(uow, counts=_counts(refused))
+        await _owe_refund(
+            uow, part, sum(line.amount for line in refused), "lines rejected by the supplier"
+        )
+    await access.mark_milestone(
+        uow, supplier_id=part.supplier_id, milestone=Milestone.FIRST_ORDER_ACCEPTED
+    )
+    await publish(uow)
+    return await supplier_order(uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id)
+
+
+async def reject(
+    uow: UnitOfWork,
+    *,
+    supplier_id: str | None,
+    supplier_order_id: str,
+    reason: str | None,
+    actor: Actor,
+) -> tuple[Detail, SupplierOrder]:
+    """Rejects a whole supplier order (its supplier, or its deadline): stock back on sale,
+    the customer refunded."""
+    found, part = await supplier_order(
+        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id
+    )
+    await transition(
+        uow,
+        OrderKind.SUPPLIER_ORDER,
+        part.id,
+        part.status,
+        Action.REJECT,
+        actor=actor,
+        reason=reason,
+    )
+    await _release_part(uow, part, found.lines)
+    await _owe_refund(
+        uow, part, part.amount - part.refunded_amount, reason or "rejected by the supplier"
+    )
+    await _close_if_done(uow, part.order_id)
+    await publish(uow)
+    return await supplier_order(uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id)
+
+
+async def fulfil(
+    uow: UnitOfWork,
+    *,
+    supplier_id: str,
+    supplier_order_id: str,
+    tracking: Mapping[str, Any] | None,
+    actor: Actor,
+) -> tuple[Detail, SupplierOrder]:
+    _, part = await supplier_order(
+        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id
+    )
+    await transition(
+        uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.FULFIL,
+        actor=actor, tracking=dict(tracking) if tracking else None,
+    )  # fmt: skip
+    await publish(uow)
+    return await supplier_order(uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id)
+
+
+async def complete(
+    uow: UnitOfWork, *, supplier_id: str, supplier_order_id: str, actor: Actor
+) -> tuple[Detail, SupplierOrder]:
+    _, part = await supplier_order(
+        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id
+    )
+    await transition(
+        uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.COMPLETE, actor=actor
+    )
+    await _close_if_done(uow, part.order_id)
+    await publish(uow)
+    return await supplier_order(uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id)
+
+
+# --- refunds --------------------------------------------------------------------------------
+
+REFUNDABLE = frozenset(
+    {SupplierOrderStatus.ACCEPTED, SupplierOrderStatus.FULFILLED, SupplierOrderStatus.COMPLETED}
+)
+
+
+async def refund(
+    uow: UnitOfWork,
+    *,
+    found: Detail,
+    supplier_order_id: str,
+    amount: int | None,
+    reason: str,
+) -> Refund:
+    """Gives back all or part of what was paid for an accepted supplier order. The stock stays
+    sold (the goods left the supplier)."""
+    part = next((p for p in found.parts if p.id == supplier_order_id), None)
+    if part is None:
+        raise NotFound(
+            f"no supplier order {supplier_order_id} in this order", code="order_not_found"
+        )
+    if part.status not in REFUNDABLE:
+        raise Conflict(
+            f"a {part.status} supplier order is not refunded: only an accepted one is",
+            code="invalid_transition",
+            extra={"current_status": str(part.status)},
+        )
+    wanted = part.refundable if amount is None else amount
+    if wanted <= 0:
+        raise ValidationFailed("nothing is left to refund", code="nothing_to_refund")
+    made = await _owe_refund(uow, part, wanted, reason)
+    assert made is not None
+    await publish(uow)
+    return made
+
+
+async def list_orders(
+    uow: UnitOfWork, *, client_id: str | None, status: str | None, before: str | None, limit: int
+) -> list[Detail]:
+    conn = await uow.connection()
+    found = await store.list_orders(
+        conn, client_id=client_id, status=status, before=before, limit=limit
+    )
+    ids = [o.id for o in found]
+    parts = await store.parts_of(conn, ids)
+    lines = await store.lines_of(conn, order_ids=ids)
+    return [
+        Detail(
+            order=o,
+            parts=[p for p in parts if p.order_id == o.id],
+            lines=[line for line in lines if line.order_id == o.id],
+            payments=[],
+            refunds=[],
+        )
+        for o in found
+    ]
+
+
+async def list_supplier_orders(
+    uow: UnitOfWork, *, supplier_id: str, status: str | None, before: str | None, limit: int
+) -> list[tuple[Detail, SupplierOrder]]:
+    conn = await uow.connection()
+    statuses = [status] if status else [str(s) for s in SUPPLIER_SEES]
+    if status and SupplierOrderStatus(status) not in SUPPLIER_SEES:
+        return []
+    parts = await store.list_supplier_orders(
+        conn, supplier_id=supplier_id, statuses=statuses, before=before, limit=limit
+    )
+    orders = {o.id: o for o in await store.orders_by_ids(conn, [p.order_id for p in parts])}
+    lines = await store.lines_of(conn, part_ids=[p.id for p in parts])
+    return [
+        (
+            Detail(
+                order=orders[p.order_id],
+                parts=[p],
+                lines=[line for line in lines if line.supplier_order_id == p.id],
+                payments=[],
+                refunds=[],
+            ),
+            p,
+        )
+        for p in parts
+    ]
