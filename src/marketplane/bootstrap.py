@@ -9,6 +9,7 @@ from marketplane.db import migrate
 from marketplane.db.engine import Database, connect
 from marketplane.db.uow import UnitOfWork
 from marketplane.kernel.versioned_cache import VersionedCache
+from marketplane.orders.payments import PaymentProvider, TestProvider
 from marketplane.settings import Settings
 
 
@@ -18,6 +19,7 @@ class Platform:
     db: Database
     auth: Authenticator
     store_cache: VersionedCache
+    payments: PaymentProvider
 
     def uow(self, *, write: bool = True) -> UnitOfWork:
         return UnitOfWork(self.db, write=write)
@@ -33,6 +35,7 @@ def build(settings: Settings) -> Platform:
         db=db,
         auth=Authenticator(db, ttl=settings.key_cache_seconds),
         store_cache=VersionedCache(settings.store_cache_mb * 1024 * 1024),
+        payments=TestProvider(settings.payment_test_secret),
     )
 
 

@@ -160,13 +160,15 @@ def worker(
         int | None, typer.Option(help="Stop when this process (the server) is gone.")
     ] = None,
 ) -> None:
-    """Run feed runs (uploaded, scheduled URLs) and webhook deliveries until stopped; several
-    may run at once."""
+    """Run feed runs (uploaded, scheduled URLs), webhook deliveries and the order jobs
+    (expiring unpaid orders, acceptance deadlines, refunds) until stopped; several may run at
+    once."""
     from marketplane.bootstrap import migrated
     from marketplane.events import service as events
     from marketplane.events import webhooks
     from marketplane.feeds.service import worker_name
     from marketplane.feeds.worker import work
+    from marketplane.orders import jobs as order_jobs
     from marketplane.outbound import parse_allow
 
     async def watch(stop: asyncio.Event) -> None:
@@ -198,6 +200,12 @@ def worker(
                     wake=wake,
                     attempt_seconds=settings.webhook_timeout_seconds,
                     lease=settings.webhook_lease_seconds,
+                ),
+                order_jobs.work(
+                    platform.uow,
+                    platform.payments,
+                    stop=stop,
+                    every=settings.order_sweep_seconds,
                 ),
             )
         finally:

@@ -61,4 +61,8 @@ def test_the_demo_serves_a_marketplace_and_its_curl_lines_work(tmp_path: Path) -
         travel = next(r for r in responses if "fields=title" in str(r.request.url)).json()
         assert travel["data"]
         assert set(travel["data"][0]) == {"id", "title", "price"}
+        orders = next(r for r in responses if "/store/v1/orders" in str(r.request.url)).json()
+        assert len(orders["data"]) == 3 and orders["has_more"]
+        waiting = next(r for r in responses if "/supply/v1/orders" in str(r.request.url)).json()
+        assert [o["status"] for o in waiting["data"]] == ["awaiting_acceptance"]
     assert (tmp_path / "demo.db").exists()

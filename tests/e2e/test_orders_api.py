@@ -4,11 +4,17 @@ error families (stock, price, state, visibility, payment) and the events each si
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 from typing import Any
 
 import httpx
 
 from conftest import Market, book
+from marketplane.bootstrap import Platform
+from marketplane.kernel.clock import utcnow
+from marketplane.orders import jobs
+from marketplane.orders import store as order_tables
+from marketplane.orders.payments import Outcome, TestProvider
 
 _keys = itertools.count()
 
@@ -32,7 +38,11 @@ async def shop(market: Market, *, quantity: int = 5, markup_bps: int = 0) -> dic
 
 
 def line(offer: str, quantity: int, amount: int) -> dict[str, Any]:
-    return {"offer": offer, "quantity": quantity, "unit_price": {"amount": amount, "currency": "EUR"}}
+    return {
+        "offer": offer,
+        "quantity": quantity,
+        "unit_price": {"amount": amount, "currency": "EUR"},
+    }
 
 
 async def place(market: Market, key: str, *lines: dict[str, Any]) -> httpx.Response:
@@ -109,7 +119,9 @@ async def test_an_order_is_split_per_supplier_paid_accepted_fulfilled_and_comple
     b1 = await offer(market, s["bob"], "B1")
     assert (b1["quantity"], b1["reserved"], b1["sold"]) == (5, 0, 0)
 
-    final = await market.api.get(f"/store/v1/orders/{order['id']}", headers=market.auth(s["client"]))
+    final = await market.api.get(
+        f"/store/v1/orders/{order['id']}", headers=market.auth(s["client"])
+    )
     body = final.json()
     assert body["status"] == "closed"
     assert body["refunded"]["amount"] == 2200
@@ -187,7 +199,9 @@ async def test_each_side_sees_only_its_own_orders(market: Market) -> None:
     # given
     s = await shop(market)
     _, other_client = await market.client("Other")
-    order = (await place(market, s["client"], line(s["a1"], 1, 1000), line(s["b1"], 1, 2000))).json()
+    order = (
+        await place(market, s["client"], line(s["a1"], 1, 1000), line(s["b1"], 1, 2000))
+    ).json()
     await post(market, s["client"], f"/store/v1/orders/{order['id']}/pay")
     bob_part = next(p for p in order["supplier_orders"] if p["supplier"] == s["bob_id"])
     # when
@@ -198,7 +212,9 @@ async def test_each_side_sees_only_its_own_orders(market: Market) -> None:
     alice_reads_bobs = await market.api.get(
         f"/supply/v1/orders/{bob_part['id']}", headers=market.auth(s["alice"])
     )
-    alice_accepts_bobs = await post(market, s["alice"], f"/supply/v1/orders/{bob_part['id']}/accept")
+    alice_accepts_bobs = await post(
+        market, s["alice"], f"/supply/v1/orders/{bob_part['id']}/accept"
+    )
     other_list = await market.api.get("/store/v1/orders", headers=market.auth(other_client))
     # then
     assert other_reads.status_code == 404
@@ -277,7 +293,8 @@ async def test_line_by_line_acceptance_and_partial_refunds(market: Market) -> No
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["accepted_total"]["amount"] == 1000
     assert {x["offer"]: x["status"] for x in accepted.json()["lines"]} == {
-        s["a1"]: "sold", a2: "released"
+        s["a1"]: "sold",
+        a2: "released",
     }
     assert (await offer(market, s["alice"], "A2"))["quantity"] == 5
     assert refund.status_code == 201, refund.text
@@ -331,7 +348,11 @@ async def test_order_events_reach_the_client_and_the_supplier_only(market: Marke
         headers=market.auth(s["bob"]),
     )  # fmt: skip
     # then
-    assert [e["type"] for e in mine.json()["data"]] == ["order.placed", "order.paid", "order.accepted"]
+    assert [e["type"] for e in mine.json()["data"]] == [
+        "order.placed",
+        "order.paid",
+        "order.accepted",
+    ]
     assert mine.json()["data"][-1]["data"]["supplier_orders"][0]["status"] == "accepted"
     versions = [e["object"]["version"] for e in mine.json()["data"]]
     assert versions == sorted(versions) and len(set(versions)) == 3
@@ -340,3 +361,95 @@ async def test_order_events_reach_the_client_and_the_supplier_only(market: Marke
         "supplier_order.created", "supplier_order.accepted"
     ]  # fmt: skip
     assert bobs.json()["data"] == []
+
+
+async def test_a_pending_payment_settles_by_the_providers_callback_once(
+    market: Market, platform: Platform
+) -> None:
+    # given: the provider answers later
+    s = await shop(market)
+    order = (await place(market, s["client"], line(s["a1"], 1, 1000))).json()
+    pending = await post(
+        market, s["client"], f"/store/v1/orders/{order['id']}/pay",
+        {"payment_token": "tok_test_pending"},
+    )  # fmt: skip
+    assert pending.status_code == 202, pending.text
+    assert (pending.json()["status"], pending.json()["payment"]["status"]) == ("placed", "pending")
+    provider = TestProvider(platform.settings.payment_test_secret)
+    headers, body = provider.make_callback(
+        event_id="evt_1", payment_id=pending.json()["payment"]["id"], outcome=Outcome.SUCCEEDED
+    )
+    # when
+    first = await market.api.post("/hooks/payments/test", content=body, headers=headers)
+    again = await market.api.post("/hooks/payments/test", content=body, headers=headers)
+    forged = await market.api.post(
+        "/hooks/payments/test", content=body, headers={**headers, "test-signature": "0" * 64}
+    )
+    # then
+    assert first.status_code == 200 and first.json() == {"applied": True}
+    assert again.status_code == 200 and again.json() == {"applied": False}
+    assert forged.status_code == 401 and forged.json()["code"] == "bad_signature"
+    final = await market.api.get(
+        f"/store/v1/orders/{order['id']}", headers=market.auth(s["client"])
+    )
+    assert final.json()["status"] == "paid"
+    assert final.json()["payment"]["status"] == "captured"
+
+
+async def test_the_jobs_expire_unpaid_orders_and_reject_late_ones(
+    market: Market, platform: Platform
+) -> None:
+    # given: one order never paid, one paid but never accepted, both past their time
+    s = await shop(market)
+    unpaid = (await place(market, s["client"], line(s["a1"], 1, 1000))).json()
+    late = (await place(market, s["client"], line(s["a1"], 2, 1000))).json()
+    await post(market, s["client"], f"/store/v1/orders/{late['id']}/pay")
+    past = utcnow() - timedelta(seconds=1)
+    async with platform.uow() as uow:
+        conn = await uow.connection()
+        await conn.execute(
+            order_tables.orders.update()
+            .where(order_tables.orders.c.id == unpaid["id"])
+            .values(expires_at=past)
+        )
+        await conn.execute(
+            order_tables.supplier_orders.update()
+            .where(order_tables.supplier_orders.c.order_id == late["id"])
+            .values(accept_by=past)
+        )
+        await uow.commit()
+    # when
+    swept = await jobs.sweep(platform.uow, platform.payments)
+    # then
+    assert swept == 3  # one expired, one rejected, its refund sent
+    read = market.auth(s["client"])
+    assert (await market.api.get(f"/store/v1/orders/{unpaid['id']}", headers=read)).json()[
+        "status"
+    ] == "expired"
+    rejected = (await market.api.get(f"/store/v1/orders/{late['id']}", headers=read)).json()
+    assert rejected["status"] == "closed"
+    assert rejected["supplier_orders"][0]["status"] == "rejected"
+    assert [(r["amount"]["amount"], r["status"]) for r in rejected["refunds"]] == [
+        (2000, "succeeded")
+    ]
+    a1 = await offer(market, s["alice"], "A1")
+    assert (a1["quantity"], a1["reserved"], a1["sold"]) == (5, 0, 0)
+    assert await jobs.sweep(platform.uow, platform.payments) == 0
+
+
+async def test_a_replayed_decision_answers_as_the_first_did(market: Market) -> None:
+    # given: a paid order and a supplier that sends its acceptance twice with one key
+    s = await shop(market)
+    order = (await place(market, s["client"], line(s["a1"], 1, 1000))).json()
+    await post(market, s["client"], f"/store/v1/orders/{order['id']}/pay")
+    part = order["supplier_orders"][0]["id"]
+    headers = {**market.auth(s["alice"]), "Idempotency-Key": "accept-once"}
+    # when
+    first = await market.api.post(f"/supply/v1/orders/{part}/accept", headers=headers)
+    again = await market.api.post(f"/supply/v1/orders/{part}/accept", headers=headers)
+    # then: the same answer, not a conflict, and the stock sold once
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    a1 = await offer(market, s["alice"], "A1")
+    assert (a1["quantity"], a1["reserved"], a1["sold"]) == (4, 0, 1)

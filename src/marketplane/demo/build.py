@@ -17,6 +17,11 @@ from marketplane.catalog import service as catalog
 from marketplane.catalog.model import OfferDraft
 from marketplane.db.uow import UnitOfWork
 from marketplane.demo import data
+from marketplane.orders import jobs
+from marketplane.orders import service as orders
+from marketplane.orders.model import LineRequest
+from marketplane.orders.payments import TestProvider
+from marketplane.orders.transitions import Actor
 from marketplane.settings import Settings
 
 BATCH = 1000
@@ -28,7 +33,9 @@ class DemoSummary:
     supplier_ids: dict[str, str] = field(default_factory=dict)
     supplier_keys: dict[str, str] = field(default_factory=dict)
     client_keys: dict[str, str] = field(default_factory=dict)
+    client_ids: dict[str, str] = field(default_factory=dict)
     offers: int = 0
+    orders: int = 0
 
     def walkthrough(self, base: str) -> str:
         web = self.client_keys["web shop (secret)"]
@@ -57,6 +64,10 @@ class DemoSummary:
             """"author":"Ada Hartmann","year":2001}}'""",
             "# the operator's view",
             f'curl -s "{base}/admin/v1/suppliers" -H "Authorization: Bearer {self.operator_key}"',
+            f"# {self.orders} orders in every state: the web shop's, and a supplier's parts",
+            f'curl -s "{base}/store/v1/orders?limit=3" -H "Authorization: Bearer {web}"',
+            f'curl -s "{base}/supply/v1/orders?status=awaiting_acceptance" '
+            f'-H "Authorization: Bearer {supplier}"',
             "",
             f"API docs: {base}/docs",
         ]
@@ -115,6 +126,7 @@ async def create_marketplace(uow: UnitOfWork) -> DemoSummary:
     web = await access.create_client(
         uow, name="Web shop", markup_bps=0, allowed_suppliers=None, allowed_categories=None
     )
+    summary.client_ids["web shop"] = web.id
     travel = await access.create_client(
         uow,
         name="Travel affiliate",
@@ -174,6 +186,73 @@ async def build_demo(
                 summary.offers += await _load(
                     platform, summary.supplier_ids[name], drafts, progress, task
                 )
+        summary.orders = await _demo_orders(platform, summary)
     finally:
         await platform.close()
     return summary
+
+
+async def _demo_orders(platform: Platform, summary: DemoSummary) -> int:
+    """A few web shop orders, left in each state a supplier order can be in."""
+    async with platform.uow() as uow:
+        web = await access.get_client(uow, client_id=summary.client_ids["web shop"])
+        books = {}
+        for name in ("Paper Lane Books", "Chapter House"):
+            found, _ = await catalog.list_offers(
+                uow, supplier_id=summary.supplier_ids[name], limit=6, cursor=None
+            )
+            books[name] = [o for o in found if o.quantity >= 2]
+    plan = ["placed", "paid", "accepted", "fulfilled", "completed", "rejected"]
+    accept_seconds = platform.settings.order_accept_hours * 3600
+    for index, state in enumerate(plan):
+        picked = [books["Paper Lane Books"][index], books["Chapter House"][index]]
+        lines = [LineRequest(o.id, 1, o.price_amount, o.currency) for o in picked]
+        async with platform.uow() as uow:
+            placed = await orders.place_order(
+                uow, view=web.view(), customer_ref=f"demo-customer-{index + 1}", shipping=None,
+                lines=lines, default_hold_seconds=platform.settings.order_hold_seconds,
+            )  # fmt: skip
+            await uow.commit()
+        if state == "placed":
+            continue
+        await orders.pay_order(
+            platform.uow, platform.payments, client_id=web.id, order_id=placed.order.id,
+            token=TestProvider.TOKENS[0], accept_seconds=accept_seconds,
+        )  # fmt: skip
+        for part in placed.parts:
+            await _decide(platform, part.supplier_id, part.id, state)
+    await jobs.send_refunds(platform.uow, platform.payments)
+    return len(plan)
+
+
+async def _decide(platform: Platform, supplier_id: str, part_id: str, state: str) -> None:
+    actor = Actor("supplier", supplier_id)
+    steps = {
+        "paid": [],
+        "accepted": ["accept"],
+        "fulfilled": ["accept", "fulfil"],
+        "completed": ["accept", "fulfil", "complete"],
+        "rejected": ["reject"],
+    }[state]
+    for step in steps:
+        async with platform.uow() as uow:
+            if step == "accept":
+                await orders.accept(
+                    uow, supplier_id=supplier_id, supplier_order_id=part_id, decisions=None,
+                    actor=actor,
+                )  # fmt: skip
+            elif step == "fulfil":
+                await orders.fulfil(
+                    uow, supplier_id=supplier_id, supplier_order_id=part_id,
+                    tracking={"carrier": "DHL", "number": "0034"}, actor=actor,
+                )  # fmt: skip
+            elif step == "complete":
+                await orders.complete(
+                    uow, supplier_id=supplier_id, supplier_order_id=part_id, actor=actor
+                )
+            else:
+                await orders.reject(
+                    uow, supplier_id=supplier_id, supplier_order_id=part_id,
+                    reason="out of stock at the warehouse", actor=actor,
+                )  # fmt: skip
+            await uow.commit()

@@ -17,7 +17,6 @@ from marketplane.kernel.errors import BadRequest, NotFound
 from marketplane.kernel.pagination import Cursor, decode_cursor, encode_cursor, fingerprint
 from marketplane.orders import jobs, service
 from marketplane.orders.model import LineRequest, OrderStatus, SupplierOrderStatus
-from marketplane.orders.payments import PaymentProvider, TestProvider
 from marketplane.orders.schemas import (
     AcceptIn,
     AdminOrderOut,
@@ -42,21 +41,11 @@ hooks = APIRouter(prefix="/hooks", tags=["payment providers"])
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 PAY = {**WRITE, **problems(402)}
-_PROVIDERS: dict[str, PaymentProvider] = {}
-
-
-def provider_of(platform: Platform) -> PaymentProvider:
-    """The platform's payment provider (one per secret: the test provider is stateless)."""
-    secret = platform.settings.payment_test_secret
-    found = _PROVIDERS.get(secret)
-    if found is None:
-        found = _PROVIDERS[secret] = TestProvider(secret)
-    return found
 
 
 async def _send_refunds(platform: Platform) -> None:
     """Owed refunds go to the provider now rather than at the worker's next pass."""
-    await jobs.send_refunds(platform.uow, provider_of(platform))
+    await jobs.send_refunds(platform.uow, platform.payments)
 
 
 def _accept_seconds(platform: Platform) -> float:
@@ -176,7 +165,7 @@ async def pay_order(
 ) -> Any:
     found = await service.pay_order(
         platform.uow,
-        provider_of(platform),
+        platform.payments,
         client_id=principal.owner_id,
         order_id=order_id,
         token=(body or PayIn()).payment_token,
@@ -473,7 +462,7 @@ async def admin_refund_order(
     "each is applied once, however often it is sent.",
 )
 async def payment_callback(provider: str, request: Request, platform: PlatformDep) -> Any:
-    known = provider_of(platform)
+    known = platform.payments
     if provider != known.name:
         raise NotFound(f"no payment provider {provider!r}", code="provider_not_found")
     applied = await service.handle_callback(

@@ -82,3 +82,23 @@ def test_a_client_never_sees_events_outside_its_view() -> None:
     assert not visible_to(event, view(allowed_categories=frozenset({"cat_stays"})))
     assert visible_to(event, view(allowed_suppliers=frozenset({"sup_a"})))
     assert not visible_to(offer_event(EventType.OFFER_CREATED, None), view())
+
+
+def order_event(client_id: str) -> Event:
+    payload = {"id": "ord_1", "total": {"amount": 1100, "currency": "EUR"}}
+    return Event(
+        3, "evt_2", EventType.ORDER_PAID, EventType.ORDER_PAID, "ord_1", 2, None, None, payload,
+        NOW, client_id=client_id,
+    )  # fmt: skip
+
+
+def test_an_order_event_goes_to_its_client_alone_as_written() -> None:
+    # given
+    event = order_event("cli_1")
+    # then: its own client sees it whatever its configuration, in the client's own terms
+    assert visible_to(event, view())
+    assert visible_to(event, view(allowed_suppliers=frozenset({"sup_b"})))
+    assert not visible_to(event, view(client_id="cli_2"))
+    shown = present(event, view=view())
+    assert shown["type"] == "order.paid"
+    assert shown["data"] == event.payload  # no markup applied twice, no offer fields picked
