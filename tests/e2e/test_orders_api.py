@@ -4,7 +4,7 @@ error families (stock, price, state, visibility, payment) and the events each si
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -453,3 +453,62 @@ async def test_a_replayed_decision_answers_as_the_first_did(market: Market) -> N
     assert again.headers["idempotent-replayed"] == "true"
     a1 = await offer(market, s["alice"], "A1")
     assert (a1["quantity"], a1["reserved"], a1["sold"]) == (4, 0, 1)
+
+
+async def test_a_client_may_have_its_own_payment_hold(market: Market) -> None:
+    # given: a client whose orders wait two minutes for payment, not the default fifteen
+    s = await shop(market)
+    created = await market.admin(
+        "POST", "/admin/v1/clients", json={"name": "Quick", "order_hold_seconds": 120}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["order_hold_seconds"] == 120
+    key = await market.admin("POST", f"/admin/v1/clients/{created.json()['id']}/keys")
+    # when
+    quick = (await place(market, key.json()["key"], line(s["a1"], 1, 1000))).json()
+    default = (await place(market, s["client"], line(s["a1"], 1, 1000))).json()
+
+    # then
+    def hold(order: dict[str, Any]) -> float:
+        return (
+            datetime.fromisoformat(order["expires_at"])
+            - datetime.fromisoformat(order["created_at"])
+        ).total_seconds()
+
+    assert round(hold(quick)) == 120
+    assert round(hold(default)) == 15 * 60
+
+
+async def test_money_taken_for_an_order_that_expired_meanwhile_goes_back(
+    market: Market, platform: Platform
+) -> None:
+    # given: a payment the provider answers later, and the order's hold passing first
+    s = await shop(market)
+    order = (await place(market, s["client"], line(s["a1"], 2, 1000))).json()
+    pending = await post(
+        market, s["client"], f"/store/v1/orders/{order['id']}/pay",
+        {"payment_token": "tok_test_pending"},
+    )  # fmt: skip
+    async with platform.uow() as uow:
+        await (await uow.connection()).execute(
+            order_tables.orders.update()
+            .where(order_tables.orders.c.id == order["id"])
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+        await uow.commit()
+    assert await jobs.expire_unpaid(platform.uow) == 1
+    # when: the provider says it took the money after all
+    headers, body = TestProvider(platform.settings.payment_test_secret).make_callback(
+        event_id="evt_late", payment_id=pending.json()["payment"]["id"], outcome=Outcome.SUCCEEDED
+    )
+    answered = await market.api.post("/hooks/payments/test", content=body, headers=headers)
+    # then: the order stays expired, its stock on sale, the money refunded
+    assert answered.status_code == 200, answered.text
+    final = (
+        await market.api.get(f"/store/v1/orders/{order['id']}", headers=market.auth(s["client"]))
+    ).json()
+    assert final["status"] == "expired"
+    assert final["payment"]["status"] == "captured"
+    assert [(r["amount"]["amount"], r["status"]) for r in final["refunds"]] == [(2000, "succeeded")]
+    a1 = await offer(market, s["alice"], "A1")
+    assert (a1["quantity"], a1["reserved"], a1["sold"]) == (5, 0, 0)

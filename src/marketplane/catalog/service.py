@@ -317,6 +317,9 @@ async def _write(
     if dry_run:
         return
     pks = await store.insert_offers(conn, inserts)
+    # Rows locked in primary-key order, as orders lock them (catalog.stock): a batch and a
+    # checkout touching the same offers never wait for each other in a circle.
+    updates.sort(key=lambda row: row["b_pk"])
     await store.update_offers(conn, updates)
     await events.emit(uow, *happened)
     if any(row["live"] for row in (*inserts, *updates)):

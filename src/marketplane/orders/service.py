@@ -21,6 +21,7 @@ from marketplane.kernel.clock import utcnow
 from marketplane.kernel.errors import (
     Conflict,
     FieldError,
+    InvalidTransition,
     MarketplaneError,
     NotFound,
     ValidationFailed,
@@ -374,17 +375,20 @@ async def settle_payment(
         queue(uow, payment.order_id, client=EventType.ORDER_PAYMENT_FAILED)
         await publish(uow)
         return
-    order = await store.order_by_id(conn, payment.order_id)
-    assert order is not None
-    if order.status is not OrderStatus.PLACED:
-        # expired or cancelled while the provider was answering: nothing is sold, all goes back
-        for part in await store.parts_of(conn, [order.id]):
+    try:
+        # conditional: an expiry or a cancellation that got there first wins, and then
+        await transition(
+            uow, OrderKind.ORDER, payment.order_id, OrderStatus.PLACED, Action.PAY, actor=SYSTEM
+        )
+    except InvalidTransition:
+        # ... nothing is sold: what the provider took goes back
+        for part in await store.parts_of(conn, [payment.order_id]):
             await _owe_refund(uow, part, part.amount - part.refunded_amount, "order no longer open")
         await publish(uow)
         return
-    await transition(uow, OrderKind.ORDER, order.id, OrderStatus.PLACED, Action.PAY, actor=SYSTEM)
+    order_id = payment.order_id
     accept_by = now + timedelta(seconds=accept_seconds)
-    for part in await store.parts_of(conn, [order.id]):
+    for part in await store.parts_of(conn, [order_id]):
         await transition(
             uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.PAY,
             actor=SYSTEM, accept_by=accept_by,
