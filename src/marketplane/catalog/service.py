@@ -295,18 +295,25 @@ async def _write(
             result.outcome, result.offer_id, result.version = "created", offer_id, 1
             reindex.append((offer_id, offer, None))
             happened.append(_offer_event("created", inserts[-1], stamp, stamp, live_before=False))
-        elif row.content_hash == offer.content_hash:
+        elif row.content_hash == offer.content_hash and row.quantity == offer.quantity:
+            # The same statement, and no order moved the quantity since: nothing to do. A
+            # supplier stating its quantity again after orders took some is heard (it states
+            # what is available now).
             result.outcome, result.offer_id, result.version = "unchanged", row.id, row.version
         else:
             updates.append({**values, "b_pk": row.pk, "version": row.version + 1})
             result.outcome, result.offer_id, result.version = "updated", row.id, row.version + 1
             if row.attributes != offer.attributes:
                 reindex.append((row.id, offer, row.pk))
-            kind = change_kind(
-                offer,
-                hash_before=row.content_hash,
-                price_before=row.price_amount,
-                quantity_before=row.quantity,
+            kind = (
+                "quantity"  # only orders moved it since the same statement
+                if row.content_hash == offer.content_hash
+                else change_kind(
+                    offer,
+                    hash_before=row.content_hash,
+                    price_before=row.price_amount,
+                    quantity_before=row.quantity,
+                )
             )
             written = {**updates[-1], "id": row.id, "sku": sku, "supplier_id": supplier_id}
             happened.append(

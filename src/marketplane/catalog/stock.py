@@ -98,19 +98,18 @@ async def reserve(
     return taken, short
 
 
-async def release(uow: UnitOfWork, *, counts: Mapping[str, int]) -> None:
-    """Puts reserved units back on sale (an order rejected, cancelled or expired)."""
-    await _move(uow, counts, back_on_sale=True)
-
-
-async def sell(uow: UnitOfWork, *, counts: Mapping[str, int]) -> None:
-    """Reserved units become sold (their supplier accepted). Available does not change, so
-    clients see no change: no event, no new version."""
-    await _move(uow, counts, back_on_sale=False)
-
-
-async def _move(uow: UnitOfWork, counts: Mapping[str, int], *, back_on_sale: bool) -> None:
-    if not counts:
+async def settle(
+    uow: UnitOfWork,
+    *,
+    sell: Mapping[str, int] | None = None,
+    release: Mapping[str, int] | None = None,
+) -> None:
+    """Ends reservations: `sell` units become sold (their supplier accepted), `release` units go
+    back on sale (rejected, cancelled, expired). One pass over all the offers, in key order,
+    whatever parts of an order they come from: two orders settling the same offers lock them
+    alike. Selling alone changes nothing a client sees (no event, no new version)."""
+    sell, release = dict(sell or {}), dict(release or {})
+    if not sell and not release:
         return
     conn = await uow.connection()
     now = utcnow()
@@ -118,30 +117,32 @@ async def _move(uow: UnitOfWork, counts: Mapping[str, int], *, back_on_sale: boo
         (
             await conn.execute(
                 sa.select(offers.c.id, offers.c.pk).where(
-                    store.among(conn, offers.c.id, list(counts))
+                    store.among(conn, offers.c.id, sorted(sell.keys() | release.keys()))
                 )
             )
         ).all()
     )
+    if len(pks) != len(sell.keys() | release.keys()):
+        raise RuntimeError("an order names an offer that does not exist")
     moved: list[tuple[Offer, bool, bool]] = []
-    for offer_id in sorted(counts, key=lambda o: pks[o]):
-        count = counts[offer_id]
-        change: dict[str, Any] = {"reserved": offers.c.reserved - count}
-        if back_on_sale:
-            change.update(quantity=offers.c.quantity + count, version=offers.c.version + 1)
+    for offer_id in sorted(pks, key=pks.__getitem__):
+        sold, back = sell.get(offer_id, 0), release.get(offer_id, 0)
+        change: dict[str, Any] = {"reserved": offers.c.reserved - (sold + back)}
+        if sold:
+            change["sold"] = offers.c.sold + sold
+        if back:
+            change.update(quantity=offers.c.quantity + back, version=offers.c.version + 1)
             change["updated_at"] = now
-        else:
-            change["sold"] = offers.c.sold + count
         row = (
             await conn.execute(
                 offers.update()
-                .where(offers.c.pk == pks[offer_id], offers.c.reserved >= count)
+                .where(offers.c.pk == pks[offer_id], offers.c.reserved >= sold + back)
                 .values(change)
                 .returning(*_RETURNED)
             )
         ).first()
         if row is None:  # an order's reservation is always there: anything else is a bug
-            raise RuntimeError(f"offer {offer_id} holds fewer than {count} reserved units")
-        if back_on_sale:
+            raise RuntimeError(f"offer {offer_id} holds fewer than {sold + back} reserved units")
+        if back:
             moved.append((store.offer_from_row(row), bool(row.live), bool(row.live)))
     await events.emit(uow, *offer_events("quantity", moved))

@@ -70,17 +70,16 @@ async def send_refunds(new_uow: NewUnitOfWork, provider: PaymentProvider) -> int
     async with new_uow() as uow:
         conn = await uow.connection()
         pending = await store.pending_refunds(conn, BATCH)
-        captured = {}
+        references = {}
         for refund in pending:
-            payments = await store.payments_of(conn, refund.order_id)
-            captured[refund.id] = next(
-                (p.reference for p in payments if p.status == "captured" and p.reference), None
-            )
+            payment = await store.payment_by_id(conn, refund.payment_id)
+            assert payment is not None
+            references[refund.id] = payment.reference
     settled = 0
     for refund in pending:
-        reference = captured[refund.id]
+        reference = references[refund.id]
         if reference is None:
-            continue  # nothing was captured yet: its payment is still being answered
+            continue  # a refund is owed only from a captured payment, which has a reference
         answer = await provider.refund(
             refund_id=refund.id, reference=reference, amount=refund.amount, currency=refund.currency
         )

@@ -231,7 +231,8 @@ class Payment:
 class Refund:
     id: str
     order_id: str
-    supplier_order_id: str
+    supplier_order_id: str | None  # None: a whole payment returned (the order was paid twice)
+    payment_id: str
     amount: int
     currency: str
     reason: str

@@ -218,7 +218,9 @@ async def refund_order(
     order_id: str, body: RefundIn, principal: StoreWriterDep, platform: PlatformDep
 ) -> Any:
     async with platform.uow() as uow:
-        found = await service.client_order(uow, client_id=principal.owner_id, order_id=order_id)
+        found = await service.client_order(
+            uow, client_id=principal.owner_id, order_id=order_id, lock=True
+        )
         made = await _refund(uow, found, body)
         await uow.commit()
     await _send_refunds(platform)
@@ -444,7 +446,7 @@ async def admin_refund_order(
     _: Principal = Depends(admin(Permission.ORDERS_WRITE)),
 ) -> Any:
     async with platform.uow() as uow:
-        found = await service.any_order(uow, order_id=order_id)
+        found = await service.any_order(uow, order_id=order_id, lock=True)
         made = await _refund(uow, found, body)
         await uow.commit()
     await _send_refunds(platform)

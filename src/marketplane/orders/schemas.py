@@ -123,7 +123,8 @@ class PaymentOut(BaseModel):
 
 class RefundOut(BaseModel):
     id: str
-    supplier_order: str
+    supplier_order: str | None = Field(description="None: a whole payment returned.")
+    payment: str
     amount: MoneyOut
     reason: str
     status: str

@@ -70,35 +70,40 @@ class PaymentFailed(MarketplaneError):
 # --- reading --------------------------------------------------------------------------------
 
 
-async def client_order(uow: UnitOfWork, *, client_id: str, order_id: str) -> Detail:
+async def client_order(
+    uow: UnitOfWork, *, client_id: str, order_id: str, lock: bool = False
+) -> Detail:
     """One of the client's own orders; any other is not found (never "forbidden": that would
-    tell the order exists)."""
-    order = await store.order_by_id(await uow.connection(), order_id)
+    tell the order exists). `lock`: for changing it (see store.order_by_id)."""
+    order = await store.order_by_id(await uow.connection(), order_id, lock=lock)
     if order is None or order.client_id != client_id:
         raise NotFound(f"no order {order_id}", code="order_not_found")
     return await detail(uow, order)
 
 
-async def any_order(uow: UnitOfWork, *, order_id: str) -> Detail:
-    order = await store.order_by_id(await uow.connection(), order_id)
+async def any_order(uow: UnitOfWork, *, order_id: str, lock: bool = False) -> Detail:
+    order = await store.order_by_id(await uow.connection(), order_id, lock=lock)
     if order is None:
         raise NotFound(f"no order {order_id}", code="order_not_found")
     return await detail(uow, order)
 
 
 async def supplier_order(
-    uow: UnitOfWork, *, supplier_id: str | None, supplier_order_id: str
+    uow: UnitOfWork, *, supplier_id: str | None, supplier_order_id: str, lock: bool = False
 ) -> tuple[Detail, SupplierOrder]:
-    """A supplier order with its customer order; `supplier_id` None: an operator's look."""
+    """A supplier order with its customer order; `supplier_id` None: an operator's look.
+    `lock`: for changing it; the customer order's row is taken first, then the supplier
+    order is read again under it."""
     conn = await uow.connection()
     part = await store.supplier_order_by_id(conn, supplier_order_id)
     if part is None or (supplier_id is not None and part.supplier_id != supplier_id):
         raise NotFound(f"no supplier order {supplier_order_id}", code="order_not_found")
     if supplier_id is not None and part.status not in SUPPLIER_SEES:
         raise NotFound(f"no supplier order {supplier_order_id}", code="order_not_found")
-    order = await store.order_by_id(conn, part.order_id)
+    order = await store.order_by_id(conn, part.order_id, lock=lock)
     assert order is not None
-    return await detail(uow, order), part
+    found = await detail(uow, order)
+    return found, next(p for p in found.parts if p.id == part.id)
 
 
 async def history(uow: UnitOfWork, *, found: Detail) -> list[dict[str, Any]]:
@@ -297,7 +302,8 @@ async def pay_order(
     is asked (outside any transaction: a slow provider holds no lock), and its answer after."""
     now = utcnow()
     async with new_uow() as uow:
-        found = await client_order(uow, client_id=client_id, order_id=order_id)
+        # locked: of two payments started at once, the second sees the first under way
+        found = await client_order(uow, client_id=client_id, order_id=order_id, lock=True)
         order = found.order
         if order.status is not OrderStatus.PLACED:
             raise Conflict(
@@ -358,6 +364,7 @@ async def settle_payment(
     payment = await store.payment_by_id(conn, payment_id)
     if payment is None:
         raise NotFound(f"no payment {payment_id}", code="payment_not_found")
+    await store.order_by_id(conn, payment.order_id, lock=True)
     open_states = [PaymentStatus.PROCESSING, PaymentStatus.PENDING]
     if answer.outcome is Outcome.PENDING:
         await store.settle_payment(
@@ -380,10 +387,14 @@ async def settle_payment(
         await transition(
             uow, OrderKind.ORDER, payment.order_id, OrderStatus.PLACED, Action.PAY, actor=SYSTEM
         )
-    except InvalidTransition:
-        # ... nothing is sold: what the provider took goes back
-        for part in await store.parts_of(conn, [payment.order_id]):
-            await _owe_refund(uow, part, part.amount - part.refunded_amount, "order no longer open")
+    except InvalidTransition as moved_first:
+        # ... and what the provider took goes back: all of it for an order no longer open
+        if moved_first.extra["current_status"] in (OrderStatus.EXPIRED, OrderStatus.CANCELLED):
+            for part in await store.parts_of(conn, [payment.order_id]):
+                left = part.amount - part.refunded_amount
+                await _owe_refund(uow, part, payment.id, left, "order no longer open")
+        else:  # paid already by another payment: this one, whole, and no part's money
+            await _return_payment(uow, payment)
         await publish(uow)
         return
     order_id = payment.order_id
@@ -423,18 +434,27 @@ async def handle_callback(
 # --- ending an order early ------------------------------------------------------------------
 
 
-async def _release_part(uow: UnitOfWork, part: SupplierOrder, lines: Sequence[OrderLine]) -> None:
-    """Puts a part's still-reserved lines back on sale."""
-    held = [
-        line for line in lines if line.supplier_order_id == part.id and line.status == "reserved"
-    ]
+async def _end_lines(
+    uow: UnitOfWork, *, sold: Sequence[OrderLine] = (), released: Sequence[OrderLine] = ()
+) -> None:
+    """Ends lines' reservations, `sold` sold and `released` back on sale, in one stock pass."""
     conn = await uow.connection()
-    count = await store.set_line_status(
-        conn, [line.id for line in held], current=LineStatus.RESERVED, target=LineStatus.RELEASED
-    )
-    if count != len(held):
-        raise Conflict("the order changed meanwhile; try again", code="concurrent_change")
-    await stock.release(uow, counts=_counts(held))
+    for lines, target in ((sold, LineStatus.SOLD), (released, LineStatus.RELEASED)):
+        ids = [line.id for line in lines]
+        if await store.set_line_status(
+            conn, ids, current=LineStatus.RESERVED, target=target
+        ) != len(ids):
+            raise Conflict("the order changed meanwhile; try again", code="concurrent_change")
+    await stock.settle(uow, sell=_counts(sold), release=_counts(released))
+
+
+def _held(lines: Sequence[OrderLine], part_ids: set[str]) -> list[OrderLine]:
+    """The lines of these parts that still hold stock."""
+    return [
+        line
+        for line in lines
+        if line.supplier_order_id in part_ids and line.status is LineStatus.RESERVED
+    ]
 
 
 def _counts(lines: Sequence[OrderLine]) -> dict[str, int]:
@@ -445,7 +465,7 @@ def _counts(lines: Sequence[OrderLine]) -> dict[str, int]:
 
 
 async def _owe_refund(
-    uow: UnitOfWork, part: SupplierOrder, amount: int, reason: str
+    uow: UnitOfWork, part: SupplierOrder, payment_id: str, amount: int, reason: str
 ) -> Refund | None:
     """Records money owed back to the customer for a part (sent after commit)."""
     if amount <= 0:
@@ -462,6 +482,7 @@ async def _owe_refund(
         id=new_id("re"),
         order_id=part.order_id,
         supplier_order_id=part.id,
+        payment_id=payment_id,
         amount=amount,
         currency=part.currency,
         reason=reason,
@@ -483,8 +504,24 @@ async def _owe_refund(
     return refund
 
 
-def _captured(found: Detail) -> bool:
-    return any(p.status is PaymentStatus.CAPTURED for p in found.payments)
+async def _return_payment(uow: UnitOfWork, payment: Payment) -> None:
+    """A payment taken for an order another payment had paid already: all of it goes back."""
+    now = utcnow()
+    await store.insert_refund(
+        await uow.connection(),
+        Refund(
+            id=new_id("re"), order_id=payment.order_id, supplier_order_id=None,
+            payment_id=payment.id, amount=payment.amount, currency=payment.currency,
+            reason="the order was paid already", status=RefundStatus.PENDING,
+            reference=None, failure_code=None, created_at=now, updated_at=now,
+        ),
+    )  # fmt: skip
+    queue(uow, payment.order_id, client=EventType.ORDER_REFUNDED)
+
+
+def _captured(found: Detail) -> Payment | None:
+    """The payment that paid the order (one at most: see pay_order)."""
+    return next((p for p in found.payments if p.status is PaymentStatus.CAPTURED), None)
 
 
 async def cancel_order(
@@ -492,37 +529,31 @@ async def cancel_order(
 ) -> Detail:
     """The customer withdraws before any supplier accepted: every part is cancelled, its stock
     released and, if paid, refunded. Once a supplier has accepted, a refund is the way."""
-    found = await client_order(uow, client_id=client_id, order_id=order_id)
+    found = await client_order(uow, client_id=client_id, order_id=order_id, lock=True)
     actor = Actor("client", client_id)
     await transition(
-        uow,
-        OrderKind.ORDER,
-        order_id,
-        found.order.status,
-        Action.CANCEL,
-        actor=actor,
-        reason=reason,
-    )
-    paid = _captured(found)
-    for part in found.parts:
-        if part.status in SUPPLIER_ORDER_ENDS:
-            continue
+        uow, OrderKind.ORDER, order_id, found.order.status, Action.CANCEL,
+        actor=actor, reason=reason,
+    )  # fmt: skip
+    open_parts = [p for p in found.parts if p.status not in SUPPLIER_ORDER_ENDS]
+    for part in open_parts:
         await transition(
             uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.CANCEL,
             actor=actor, reason=reason,
         )  # fmt: skip
-        await _release_part(uow, part, found.lines)
-        if paid:
-            await _owe_refund(
-                uow, part, part.amount - part.refunded_amount, "cancelled by the customer"
-            )
+    await _end_lines(uow, released=_held(found.lines, {p.id for p in open_parts}))
+    paid = _captured(found)
+    if paid is not None:
+        for part in open_parts:
+            left = part.amount - part.refunded_amount
+            await _owe_refund(uow, part, paid.id, left, "cancelled by the customer")
     await publish(uow)
     return await client_order(uow, client_id=client_id, order_id=order_id)
 
 
 async def expire_order(uow: UnitOfWork, *, order_id: str) -> None:
     """An unpaid order whose hold has passed: its stock goes back on sale."""
-    found = await any_order(uow, order_id=order_id)
+    found = await any_order(uow, order_id=order_id, lock=True)
     if found.order.expires_at > utcnow():
         raise Conflict("the order's hold has not expired", code="not_expired")
     await transition(
@@ -532,7 +563,7 @@ async def expire_order(uow: UnitOfWork, *, order_id: str) -> None:
         await transition(
             uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.EXPIRE, actor=SYSTEM
         )
-        await _release_part(uow, part, found.lines)
+    await _end_lines(uow, released=_held(found.lines, {p.id for p in found.parts}))
     await publish(uow)
 
 
@@ -561,7 +592,7 @@ async def accept(
     not named are accepted). Accepted lines are sold; the others go back on sale and their
     amount back to the customer. Accepting no line is rejecting."""
     found, part = await supplier_order(
-        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id
+        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id, lock=True
     )
     lines = [line for line in found.lines if line.supplier_order_id == part.id]
     decisions = dict(decisions or {})
@@ -580,27 +611,15 @@ async def accept(
             reason="every line rejected", actor=actor,
         )  # fmt: skip
     refused = [line for line in lines if not decisions.get(line.id, True)]
-    accepted_amount = sum(line.amount for line in taken)
     await transition(
         uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.ACCEPT,
-        actor=actor, accepted_amount=accepted_amount,
+        actor=actor, accepted_amount=sum(line.amount for line in taken),
     )  # fmt: skip
-    conn = await uow.connection()
-    await store.set_line_status(
-        conn, [line.id for line in taken], current=LineStatus.RESERVED, target=LineStatus.SOLD
-    )
-    await stock.sell(uow, counts=_counts(taken))
-    if refused:
-        await store.set_line_status(
-            conn,
-            [line.id for line in refused],
-            current=LineStatus.RESERVED,
-            target=LineStatus.RELEASED,
-        )
-        await stock.release(uow, counts=_counts(refused))
-        await _owe_refund(
-            uow, part, sum(line.amount for line in refused), "lines rejected by the supplier"
-        )
+    await _end_lines(uow, sold=taken, released=refused)
+    paid = _captured(found)
+    if refused and paid is not None:
+        gone = sum(line.amount for line in refused)
+        await _owe_refund(uow, part, paid.id, gone, "lines rejected by the supplier")
     await access.mark_milestone(
         uow, supplier_id=part.supplier_id, milestone=Milestone.FIRST_ORDER_ACCEPTED
     )
@@ -619,21 +638,17 @@ async def reject(
     """Rejects a whole supplier order (its supplier, or its deadline): stock back on sale,
     the customer refunded."""
     found, part = await supplier_order(
-        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id
+        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id, lock=True
     )
     await transition(
-        uow,
-        OrderKind.SUPPLIER_ORDER,
-        part.id,
-        part.status,
-        Action.REJECT,
-        actor=actor,
-        reason=reason,
-    )
-    await _release_part(uow, part, found.lines)
-    await _owe_refund(
-        uow, part, part.amount - part.refunded_amount, reason or "rejected by the supplier"
-    )
+        uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.REJECT,
+        actor=actor, reason=reason,
+    )  # fmt: skip
+    await _end_lines(uow, released=_held(found.lines, {part.id}))
+    paid = _captured(found)
+    if paid is not None:
+        left = part.amount - part.refunded_amount
+        await _owe_refund(uow, part, paid.id, left, reason or "rejected by the supplier")
     await _close_if_done(uow, part.order_id)
     await publish(uow)
     return await supplier_order(uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id)
@@ -648,7 +663,7 @@ async def fulfil(
     actor: Actor,
 ) -> tuple[Detail, SupplierOrder]:
     _, part = await supplier_order(
-        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id
+        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id, lock=True
     )
     await transition(
         uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.FULFIL,
@@ -662,7 +677,7 @@ async def complete(
     uow: UnitOfWork, *, supplier_id: str, supplier_order_id: str, actor: Actor
 ) -> tuple[Detail, SupplierOrder]:
     _, part = await supplier_order(
-        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id
+        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id, lock=True
     )
     await transition(
         uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.COMPLETE, actor=actor
@@ -687,8 +702,8 @@ async def refund(
     amount: int | None,
     reason: str,
 ) -> Refund:
-    """Gives back all or part of what was paid for an accepted supplier order. The stock stays
-    sold (the goods left the supplier)."""
+    """Gives back all or part of what was paid for an accepted supplier order (`found` read
+    with `lock`). The stock stays sold (the goods left the supplier)."""
     part = next((p for p in found.parts if p.id == supplier_order_id), None)
     if part is None:
         raise NotFound(
@@ -703,7 +718,9 @@ async def refund(
     wanted = part.refundable if amount is None else amount
     if wanted <= 0:
         raise ValidationFailed("nothing is left to refund", code="nothing_to_refund")
-    made = await _owe_refund(uow, part, wanted, reason)
+    paid = _captured(found)
+    assert paid is not None  # an accepted supplier order was paid
+    made = await _owe_refund(uow, part, paid.id, wanted, reason)
     assert made is not None
     await publish(uow)
     return made

@@ -112,7 +112,9 @@ refunds = sa.Table(
     metadata,
     sa.Column("id", Id, primary_key=True),
     sa.Column("order_id", Id, sa.ForeignKey("orders.id"), nullable=False),
-    sa.Column("supplier_order_id", Id, sa.ForeignKey("supplier_orders.id"), nullable=False),
+    # None: a whole payment returned (taken twice), not any supplier order's money
+    sa.Column("supplier_order_id", Id, sa.ForeignKey("supplier_orders.id"), nullable=True),
+    sa.Column("payment_id", Id, sa.ForeignKey("payments.id"), nullable=False),
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("reason", sa.String(500), nullable=False),
@@ -205,6 +207,7 @@ def _refund(row: Any) -> Refund:
         id=row.id,
         order_id=row.order_id,
         supplier_order_id=row.supplier_order_id,
+        payment_id=row.payment_id,
         amount=row.amount,
         currency=row.currency,
         reason=row.reason,
@@ -346,6 +349,7 @@ async def insert_refund(conn: AsyncConnection, refund: Refund) -> None:
             id=refund.id,
             order_id=refund.order_id,
             supplier_order_id=refund.supplier_order_id,
+            payment_id=refund.payment_id,
             amount=refund.amount,
             currency=refund.currency,
             reason=refund.reason,
@@ -389,8 +393,14 @@ async def note_callback(conn: AsyncConnection, provider: str, event_id: str, at:
 # --- reading --------------------------------------------------------------------------------
 
 
-async def order_by_id(conn: AsyncConnection, order_id: str) -> Order | None:
-    row = (await conn.execute(orders.select().where(orders.c.id == order_id))).first()
+async def order_by_id(conn: AsyncConnection, order_id: str, *, lock: bool = False) -> Order | None:
+    """`lock`: hold the order's row to the end of the transaction (PostgreSQL; SQLite's single
+    writer holds everything). Every use case that changes an order takes it first, before any
+    of its supplier orders or offers, so no two of them wait for each other in a circle."""
+    query = orders.select().where(orders.c.id == order_id)
+    if lock:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
     return _order(row) if row else None
 
 

@@ -305,6 +305,7 @@ def _refund(refund: Refund) -> dict[str, Any]:
     return {
         "id": refund.id,
         "supplier_order": refund.supplier_order_id,
+        "payment": refund.payment_id,
         "amount": _money(refund.amount, refund.currency),
         "reason": refund.reason,
         "status": str(refund.status),

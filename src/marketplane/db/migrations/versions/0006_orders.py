@@ -126,7 +126,9 @@ def upgrade() -> None:
         "refunds",
         sa.Column("id", Id, primary_key=True),
         sa.Column("order_id", Id, sa.ForeignKey("orders.id"), nullable=False),
-        sa.Column("supplier_order_id", Id, sa.ForeignKey("supplier_orders.id"), nullable=False),
+        # None: a whole payment returned (taken twice), not any supplier order's money
+        sa.Column("supplier_order_id", Id, sa.ForeignKey("supplier_orders.id"), nullable=True),
+        sa.Column("payment_id", Id, sa.ForeignKey("payments.id"), nullable=False),
         sa.Column("amount", sa.BigInteger, nullable=False),
         sa.Column("currency", sa.String(3), nullable=False),
         sa.Column("reason", sa.String(500), nullable=False),
