@@ -1,0 +1,222 @@
+"""Ledger tables and their SQL. Postings are only ever inserted: the database refuses an UPDATE
+or DELETE of one (a trigger, on both databases). Each account keeps its running balance, moved
+in the same statement that checks a floor, so two payouts racing for one payable cannot both
+pass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from marketplane.db import bulk
+from marketplane.db.metadata import metadata
+from marketplane.db.types import BigPk, Json, UtcDateTime
+from marketplane.money.model import AccountKey, Entry, Purpose
+
+Id = sa.String(40)
+
+ledger_accounts = sa.Table(
+    "ledger_accounts",
+    metadata,
+    sa.Column("pk", BigPk, primary_key=True, autoincrement=True),
+    sa.Column("purpose", sa.String(30), nullable=False),
+    sa.Column("owner", Id, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("type", sa.String(10), nullable=False),
+    sa.Column("balance", sa.BigInteger, nullable=False),  # debit positive, as postings
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("purpose", "owner", "currency", name="uq_ledger_accounts_key"),
+)
+ledger_transactions = sa.Table(
+    "ledger_transactions",
+    metadata,
+    sa.Column("pk", BigPk, primary_key=True, autoincrement=True),
+    sa.Column("id", Id, nullable=False, unique=True),
+    sa.Column("key", sa.String(200), nullable=False, unique=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("memo", Json, nullable=False),
+    sa.Column("posted_at", UtcDateTime, nullable=False),
+)
+ledger_postings = sa.Table(
+    "ledger_postings",
+    metadata,
+    sa.Column("pk", BigPk, primary_key=True, autoincrement=True),
+    sa.Column("transaction_pk", sa.BigInteger, nullable=False),
+    sa.Column("account_pk", sa.BigInteger, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("posted_at", UtcDateTime, nullable=False),
+)
+
+
+async def account_pks(
+    conn: AsyncConnection, keys: Sequence[AccountKey], at: datetime
+) -> dict[AccountKey, int]:
+    """The accounts' keys, opening those that do not exist yet."""
+    wanted = sorted(set(keys))
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(
+        insert(ledger_accounts)
+        .values(
+            [
+                {
+                    "purpose": str(k.purpose), "owner": k.owner, "currency": k.currency,
+                    "type": str(k.type), "balance": 0, "created_at": at,
+                }
+                for k in wanted
+            ]
+        )
+        .on_conflict_do_nothing()
+    )  # fmt: skip
+    rows = await conn.execute(
+        sa.select(
+            ledger_accounts.c.pk,
+            ledger_accounts.c.purpose,
+            ledger_accounts.c.owner,
+            ledger_accounts.c.currency,
+        ).where(
+            sa.tuple_(
+                ledger_accounts.c.purpose, ledger_accounts.c.owner, ledger_accounts.c.currency
+            ).in_([(str(k.purpose), k.owner, k.currency) for k in wanted])
+        )
+    )
+    return {AccountKey(Purpose(r.purpose), r.owner, r.currency): r.pk for r in rows}
+
+
+async def transaction_by_key(conn: AsyncConnection, key: str) -> Any:
+    return (
+        await conn.execute(ledger_transactions.select().where(ledger_transactions.c.key == key))
+    ).first()
+
+
+async def insert_transaction(
+    conn: AsyncConnection, *, transaction_id: str, entry: Entry, fingerprint: str, at: datetime
+) -> int:
+    result = await conn.execute(
+        ledger_transactions.insert()
+        .values(
+            id=transaction_id,
+            key=entry.key,
+            kind=entry.kind,
+            fingerprint=fingerprint,
+            memo=dict(entry.memo),
+            posted_at=at,
+        )
+        .returning(ledger_transactions.c.pk)
+    )
+    return int(result.scalar_one())
+
+
+async def insert_postings(
+    conn: AsyncConnection, rows: list[tuple[int, int, int, datetime]]
+) -> None:
+    await bulk.insert_values(
+        conn, ledger_postings, ("transaction_pk", "account_pk", "amount", "posted_at"), rows
+    )
+
+
+async def move_balance(
+    conn: AsyncConnection, account_pk: int, amount: int, *, floor: int | None = None
+) -> bool:
+    """Adds `amount` to an account's running balance; with `floor`, only if the balance stays
+    at or below it (a credit-normal account's "not below zero" is raw balance ≤ 0)."""
+    query = ledger_accounts.update().where(ledger_accounts.c.pk == account_pk)
+    if floor is not None:
+        query = query.where(ledger_accounts.c.balance + amount <= floor)
+    result = await conn.execute(query.values(balance=ledger_accounts.c.balance + amount))
+    return bool(result.rowcount)
+
+
+async def balances(
+    conn: AsyncConnection,
+    *,
+    owner: str | None = None,
+    purposes: Sequence[Purpose] | None = None,
+    at: datetime | None = None,
+) -> list[Any]:
+    """Each account's balance (debit positive) as the sum of its postings, up to `at`
+    inclusive when given: any past balance is the postings up to then."""
+    total = sa.func.coalesce(sa.func.sum(ledger_postings.c.amount), 0).label("balance")
+    joined = ledger_accounts.outerjoin(
+        ledger_postings,
+        sa.and_(
+            ledger_postings.c.account_pk == ledger_accounts.c.pk,
+            sa.true() if at is None else ledger_postings.c.posted_at <= at,
+        ),
+    )
+    query = (
+        sa.select(
+            ledger_accounts.c.pk,
+            ledger_accounts.c.purpose,
+            ledger_accounts.c.owner,
+            ledger_accounts.c.currency,
+            total,
+        )
+        .select_from(joined)
+        .group_by(
+            ledger_accounts.c.pk,
+            ledger_accounts.c.purpose,
+            ledger_accounts.c.owner,
+            ledger_accounts.c.currency,
+        )
+        .order_by(ledger_accounts.c.pk)
+    )
+    if owner is not None:
+        query = query.where(ledger_accounts.c.owner == owner)
+    if purposes is not None:
+        query = query.where(ledger_accounts.c.purpose.in_([str(p) for p in purposes]))
+    return list(await conn.execute(query))
+
+
+async def running_balance(conn: AsyncConnection, key: AccountKey) -> int:
+    row = (
+        await conn.execute(
+            sa.select(ledger_accounts.c.balance).where(
+                ledger_accounts.c.purpose == str(key.purpose),
+                ledger_accounts.c.owner == key.owner,
+                ledger_accounts.c.currency == key.currency,
+            )
+        )
+    ).first()
+    return int(row.balance) if row else 0
+
+
+async def transactions(
+    conn: AsyncConnection, *, owner: str | None, before: int | None, limit: int
+) -> list[Any]:
+    """Transactions newest first (those touching `owner`'s accounts, when given)."""
+    query = sa.select(ledger_transactions).order_by(ledger_transactions.c.pk.desc()).limit(limit)
+    if owner is not None:
+        touching = (
+            sa.select(ledger_postings.c.transaction_pk)
+            .join(ledger_accounts, ledger_accounts.c.pk == ledger_postings.c.account_pk)
+            .where(ledger_accounts.c.owner == owner)
+        )
+        query = query.where(ledger_transactions.c.pk.in_(touching))
+    if before is not None:
+        query = query.where(ledger_transactions.c.pk < before)
+    return list(await conn.execute(query))
+
+
+async def postings_of(conn: AsyncConnection, transaction_pks: Sequence[int]) -> list[Any]:
+    if not transaction_pks:
+        return []
+    rows = await conn.execute(
+        sa.select(
+            ledger_postings.c.transaction_pk,
+            ledger_postings.c.amount,
+            ledger_accounts.c.purpose,
+            ledger_accounts.c.owner,
+            ledger_accounts.c.currency,
+        )
+        .join(ledger_accounts, ledger_accounts.c.pk == ledger_postings.c.account_pk)
+        .where(ledger_postings.c.transaction_pk.in_(list(transaction_pks)))
+        .order_by(ledger_postings.c.pk)
+    )
+    return list(rows)
