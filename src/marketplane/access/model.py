@@ -43,6 +43,8 @@ class Permission(StrEnum):
     EVENTS_READ = "events:read"
     ORDERS_READ = "orders:read"
     ORDERS_WRITE = "orders:write"  # refunds, decisions on a supplier's behalf
+    MONEY_READ = "money:read"  # the ledger, terms
+    MONEY_WRITE = "money:write"  # commercial terms
 
 
 _READ = {
@@ -52,11 +54,14 @@ _READ = {
     Permission.CATALOG_READ,
     Permission.EVENTS_READ,
     Permission.ORDERS_READ,
+    Permission.MONEY_READ,
 }
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),
     Role.SUPPLY: frozenset(_READ | {Permission.SUPPLIERS_WRITE, Permission.CATALOG_WRITE}),
-    Role.FINANCE: frozenset(_READ | {Permission.CLIENTS_WRITE, Permission.ORDERS_WRITE}),
+    Role.FINANCE: frozenset(
+        _READ | {Permission.CLIENTS_WRITE, Permission.ORDERS_WRITE, Permission.MONEY_WRITE}
+    ),
     Role.SUPPORT: frozenset(_READ),
 }
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from marketplane.db.uow import UnitOfWork
 from marketplane.kernel.clock import utcnow
@@ -80,3 +82,34 @@ async def held(uow: UnitOfWork, account: AccountKey) -> int:
     model.normal_balance)."""
     found = await balances(uow, owner=account.owner)
     return normal_balance(account, found.get(account, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class PostedTransaction:
+    pk: int
+    id: str
+    key: str
+    kind: str
+    memo: Mapping[str, str]
+    posted_at: datetime
+    postings: list[Any]
+
+
+async def transactions(
+    uow: UnitOfWork, *, owner: str | None, before: int | None, limit: int
+) -> list[PostedTransaction]:
+    conn = await uow.connection()
+    rows = await store.transactions(conn, owner=owner, before=before, limit=limit)
+    postings = await store.postings_of(conn, [r.pk for r in rows])
+    return [
+        PostedTransaction(
+            r.pk,
+            r.id,
+            r.key,
+            r.kind,
+            r.memo,
+            r.posted_at,
+            [p for p in postings if p.transaction_pk == r.pk],
+        )
+        for r in rows
+    ]

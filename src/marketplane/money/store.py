@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from marketplane.db import bulk
 from marketplane.db.metadata import metadata
 from marketplane.db.types import BigPk, Json, UtcDateTime
-from marketplane.money.model import AccountKey, Entry, Purpose
+from marketplane.money.model import AccountKey, CommissionRule, Entry, Purpose
 
 Id = sa.String(40)
 
@@ -53,6 +53,94 @@ ledger_postings = sa.Table(
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("posted_at", UtcDateTime, nullable=False),
 )
+
+
+commission_rules = sa.Table(
+    "commission_rules",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("supplier_id", Id, nullable=True),
+    sa.Column("category_id", Id, nullable=True),
+    sa.Column("rate_bps", sa.Integer, nullable=False),
+    sa.Column("fixed", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("effective_from", UtcDateTime, nullable=False),
+    sa.Column("effective_to", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+revenue_shares = sa.Table(
+    "revenue_shares",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("client_id", Id, nullable=False),
+    sa.Column("share_bps", sa.Integer, nullable=False),
+    sa.Column("effective_from", UtcDateTime, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+
+def _rule(row: Any) -> CommissionRule:
+    return CommissionRule(
+        id=row.id,
+        supplier_id=row.supplier_id,
+        category_id=row.category_id,
+        rate_bps=row.rate_bps,
+        fixed=row.fixed,
+        currency=row.currency,
+        effective_from=row.effective_from,
+        effective_to=row.effective_to,
+    )
+
+
+async def insert_rule(conn: AsyncConnection, rule: CommissionRule, at: datetime) -> None:
+    await conn.execute(
+        commission_rules.insert().values(
+            id=rule.id,
+            supplier_id=rule.supplier_id,
+            category_id=rule.category_id,
+            rate_bps=rule.rate_bps,
+            fixed=rule.fixed,
+            currency=rule.currency,
+            effective_from=rule.effective_from,
+            effective_to=rule.effective_to,
+            created_at=at,
+        )
+    )
+
+
+async def rules_for(conn: AsyncConnection, supplier_id: str | None) -> list[CommissionRule]:
+    """The rules that could apply to a supplier (its own and everyone's); all when None."""
+    query = commission_rules.select().order_by(commission_rules.c.effective_from)
+    if supplier_id is not None:
+        query = query.where(
+            sa.or_(
+                commission_rules.c.supplier_id.is_(None),
+                commission_rules.c.supplier_id == supplier_id,
+            )
+        )
+    return [_rule(r) for r in await conn.execute(query)]
+
+
+async def insert_share(
+    conn: AsyncConnection, *, share_id: str, client_id: str, share_bps: int, start: datetime,
+    at: datetime,
+) -> None:  # fmt: skip
+    await conn.execute(
+        revenue_shares.insert().values(
+            id=share_id,
+            client_id=client_id,
+            share_bps=share_bps,
+            effective_from=start,
+            created_at=at,
+        )
+    )
+
+
+async def shares_of(conn: AsyncConnection, client_id: str | None) -> list[Any]:
+    query = revenue_shares.select().order_by(revenue_shares.c.effective_from, revenue_shares.c.id)
+    if client_id is not None:
+        query = query.where(revenue_shares.c.client_id == client_id)
+    return list(await conn.execute(query))
 
 
 async def account_pks(

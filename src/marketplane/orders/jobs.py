@@ -12,6 +12,7 @@ import logging
 
 from marketplane.kernel.clock import utcnow
 from marketplane.kernel.errors import Conflict
+from marketplane.money import service as money
 from marketplane.orders import service, store
 from marketplane.orders.model import OrderKind, OrderStatus, RefundStatus, SupplierOrderStatus
 from marketplane.orders.payments import Outcome, PaymentProvider
@@ -87,12 +88,26 @@ async def send_refunds(new_uow: NewUnitOfWork, provider: PaymentProvider) -> int
             RefundStatus.SUCCEEDED if answer.outcome is Outcome.SUCCEEDED else RefundStatus.FAILED
         )
         async with new_uow() as uow:
-            if await store.settle_refund(
-                await uow.connection(), refund.id, status=status,
+            conn = await uow.connection()
+            await store.order_by_id(conn, refund.order_id, lock=True)  # the order's lock first
+            earned_before = (
+                await store.earned_refunded(conn, refund.supplier_order_id)
+                if refund.earned and refund.supplier_order_id
+                else 0
+            )
+            if not await store.settle_refund(
+                conn, refund.id, status=status,
                 reference=answer.reference, failure_code=answer.failure_code, at=utcnow(),
             ):  # fmt: skip
-                settled += 1
+                continue  # another process settled it
+            if status is RefundStatus.SUCCEEDED:
+                await money.record_refund(
+                    uow, refund_id=refund.id, supplier_order_id=refund.supplier_order_id,
+                    amount=refund.amount, currency=refund.currency, earned=refund.earned,
+                    earned_before=earned_before,
+                )  # fmt: skip
             await uow.commit()
+            settled += 1
     return settled
 
 

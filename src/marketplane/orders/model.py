@@ -158,6 +158,7 @@ class OrderLine:
     order_id: str
     supplier_order_id: str
     offer_id: str
+    category_id: str
     sku: str
     title: str
     quantity: int
@@ -223,6 +224,7 @@ class Payment:
     currency: str
     reference: str | None
     failure_code: str | None
+    fee: int | None  # what the provider kept, once captured
     created_at: datetime
     updated_at: datetime
 
@@ -236,6 +238,7 @@ class Refund:
     amount: int
     currency: str
     reason: str
+    earned: bool  # of money the supplier had earned (after acceptance): reverses the sale
     status: RefundStatus
     reference: str | None
     failure_code: str | None

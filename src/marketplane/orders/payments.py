@@ -35,6 +35,7 @@ class Answer:
     outcome: Outcome
     reference: str | None = None
     failure_code: str | None = None
+    fee: int = 0  # of a capture: what the provider keeps of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ class Callback:
     outcome: Outcome
     reference: str | None
     failure_code: str | None
+    fee: int = 0
 
 
 class PaymentProvider(Protocol):
@@ -69,6 +71,11 @@ class PaymentProvider(Protocol):
 TOKENS = ("tok_test_ok", "tok_test_declined", "tok_test_capture_fails", "tok_test_pending",
           "tok_test_refund_fails")  # fmt: skip
 SIGNATURE_HEADER = "test-signature"
+FEE_BPS, FEE_FIXED = 140, 25  # what the test provider keeps of a capture: 1.4% + 0.25
+
+
+def fee_for(amount: int) -> int:
+    return min(amount, (amount * FEE_BPS + 5000) // 10_000 + FEE_FIXED)
 
 
 class TestProvider:
@@ -98,7 +105,7 @@ class TestProvider:
     async def capture(self, *, reference: str, amount: int, currency: str) -> Answer:
         if reference.endswith("_capture_fails"):
             return Answer(Outcome.FAILED, reference, "capture_failed")
-        return Answer(Outcome.SUCCEEDED, reference)
+        return Answer(Outcome.SUCCEEDED, reference, fee=fee_for(amount))
 
     async def refund(self, *, refund_id: str, reference: str, amount: int, currency: str) -> Answer:
         if reference.endswith("_refund_fails"):
@@ -109,7 +116,13 @@ class TestProvider:
         return hmac.new(self._secret, body, hashlib.sha256).hexdigest()
 
     def make_callback(
-        self, *, event_id: str, payment_id: str, outcome: Outcome, failure_code: str | None = None
+        self,
+        *,
+        event_id: str,
+        payment_id: str,
+        outcome: Outcome,
+        failure_code: str | None = None,
+        fee: int = 0,
     ) -> tuple[dict[str, str], bytes]:
         """What the provider would send: headers and body (tests and the demo send it)."""
         body = orjson.dumps(
@@ -119,6 +132,7 @@ class TestProvider:
                 "outcome": str(outcome),
                 "reference": f"tp_{payment_id}_pending",
                 "failure_code": failure_code,
+                "fee": fee,
             }
         )
         return {SIGNATURE_HEADER: self.sign(body), "content-type": "application/json"}, body
@@ -135,6 +149,7 @@ class TestProvider:
                 outcome=Outcome(data["outcome"]),
                 reference=data.get("reference"),
                 failure_code=data.get("failure_code"),
+                fee=int(data.get("fee") or 0),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise BadRequest(f"not a callback: {exc}", code="invalid_callback") from exc

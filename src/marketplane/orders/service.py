@@ -28,6 +28,7 @@ from marketplane.kernel.errors import (
 )
 from marketplane.kernel.ids import new_id
 from marketplane.kernel.money import apply_markup
+from marketplane.money import service as money
 from marketplane.orders import store
 from marketplane.orders.model import (
     SUPPLIER_ORDER_ENDS,
@@ -195,6 +196,7 @@ async def place_order(
                 "supplier_order_id": part_id,
                 "position": position,
                 "offer_id": offer.id,
+                "category_id": offer.category_id,
                 "sku": offer.sku,
                 "title": offer.title,
                 "quantity": line.quantity,
@@ -326,6 +328,7 @@ async def pay_order(
             currency=order.currency,
             reference=None,
             failure_code=None,
+            fee=None,
             created_at=now,
             updated_at=now,
         )
@@ -338,7 +341,7 @@ async def pay_order(
         captured = await provider.capture(
             reference=answer.reference, amount=order.amount, currency=order.currency
         )
-        answer = Answer(captured.outcome, answer.reference, captured.failure_code)
+        answer = Answer(captured.outcome, answer.reference, captured.failure_code, fee=captured.fee)
     async with new_uow() as uow:
         await settle_payment(
             uow, payment_id=payment.id, answer=answer, accept_seconds=accept_seconds
@@ -373,11 +376,17 @@ async def settle_payment(
         )  # fmt: skip
         return
     status = PaymentStatus.CAPTURED if answer.outcome is Outcome.SUCCEEDED else PaymentStatus.FAILED
+    fee = answer.fee if status is PaymentStatus.CAPTURED else None
     if not await store.settle_payment(
         conn, payment_id, current=open_states, status=status,
-        reference=answer.reference, failure_code=answer.failure_code, at=now,
+        reference=answer.reference, failure_code=answer.failure_code, at=now, fee=fee,
     ):  # fmt: skip
         return
+    if status is PaymentStatus.CAPTURED:  # whatever becomes of the order, the money came in
+        await money.record_capture(
+            uow, payment_id=payment.id, amount=payment.amount, fee=answer.fee,
+            currency=payment.currency,
+        )  # fmt: skip
     if status is PaymentStatus.FAILED:
         queue(uow, payment.order_id, client=EventType.ORDER_PAYMENT_FAILED)
         await publish(uow)
@@ -424,7 +433,9 @@ async def handle_callback(
         await settle_payment(
             uow,
             payment_id=callback.payment_id,
-            answer=Answer(callback.outcome, callback.reference, callback.failure_code),
+            answer=Answer(
+                callback.outcome, callback.reference, callback.failure_code, fee=callback.fee
+            ),
             accept_seconds=accept_seconds,
         )
         await uow.commit()
@@ -465,7 +476,13 @@ def _counts(lines: Sequence[OrderLine]) -> dict[str, int]:
 
 
 async def _owe_refund(
-    uow: UnitOfWork, part: SupplierOrder, payment_id: str, amount: int, reason: str
+    uow: UnitOfWork,
+    part: SupplierOrder,
+    payment_id: str,
+    amount: int,
+    reason: str,
+    *,
+    earned: bool = False,
 ) -> Refund | None:
     """Records money owed back to the customer for a part (sent after commit)."""
     if amount <= 0:
@@ -486,6 +503,7 @@ async def _owe_refund(
         amount=amount,
         currency=part.currency,
         reason=reason,
+        earned=earned,
         status=RefundStatus.PENDING,
         reference=None,
         failure_code=None,
@@ -512,7 +530,7 @@ async def _return_payment(uow: UnitOfWork, payment: Payment) -> None:
         Refund(
             id=new_id("re"), order_id=payment.order_id, supplier_order_id=None,
             payment_id=payment.id, amount=payment.amount, currency=payment.currency,
-            reason="the order was paid already", status=RefundStatus.PENDING,
+            reason="the order was paid already", earned=False, status=RefundStatus.PENDING,
             reference=None, failure_code=None, created_at=now, updated_at=now,
         ),
     )  # fmt: skip
@@ -616,6 +634,14 @@ async def accept(
         actor=actor, accepted_amount=sum(line.amount for line in taken),
     )  # fmt: skip
     await _end_lines(uow, sold=taken, released=refused)
+    await money.record_acceptance(
+        uow, supplier_order_id=part.id, supplier_id=part.supplier_id, client_id=part.client_id,
+        currency=part.currency,
+        lines=[
+            money.SoldLine(line.category_id, line.quantity, line.amount, line.supplier_amount)
+            for line in taken
+        ],
+    )  # fmt: skip
     paid = _captured(found)
     if refused and paid is not None:
         gone = sum(line.amount for line in refused)
@@ -720,7 +746,7 @@ async def refund(
         raise ValidationFailed("nothing is left to refund", code="nothing_to_refund")
     paid = _captured(found)
     assert paid is not None  # an accepted supplier order was paid
-    made = await _owe_refund(uow, part, paid.id, wanted, reason)
+    made = await _owe_refund(uow, part, paid.id, wanted, reason, earned=True)
     assert made is not None
     await publish(uow)
     return made

@@ -72,6 +72,7 @@ order_lines = sa.Table(
     sa.Column("supplier_order_id", Id, sa.ForeignKey("supplier_orders.id"), nullable=False),
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("offer_id", Id, nullable=False),
+    sa.Column("category_id", Id, nullable=False),
     sa.Column("sku", sa.String(200), nullable=False),
     sa.Column("title", sa.String(500), nullable=False),
     sa.Column("quantity", sa.Integer, nullable=False),
@@ -104,6 +105,7 @@ payments = sa.Table(
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("reference", sa.String(200), nullable=True),
     sa.Column("failure_code", sa.String(60), nullable=True),
+    sa.Column("fee", sa.BigInteger, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -118,6 +120,7 @@ refunds = sa.Table(
     sa.Column("amount", sa.BigInteger, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("earned", sa.Boolean, nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("reference", sa.String(200), nullable=True),
     sa.Column("failure_code", sa.String(60), nullable=True),
@@ -177,6 +180,7 @@ def _line(row: Any) -> OrderLine:
         order_id=row.order_id,
         supplier_order_id=row.supplier_order_id,
         offer_id=row.offer_id,
+        category_id=row.category_id,
         sku=row.sku,
         title=row.title,
         quantity=row.quantity,
@@ -197,6 +201,7 @@ def _payment(row: Any) -> Payment:
         currency=row.currency,
         reference=row.reference,
         failure_code=row.failure_code,
+        fee=row.fee,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -211,6 +216,7 @@ def _refund(row: Any) -> Refund:
         amount=row.amount,
         currency=row.currency,
         reason=row.reason,
+        earned=row.earned,
         status=RefundStatus(row.status),
         reference=row.reference,
         failure_code=row.failure_code,
@@ -319,6 +325,7 @@ async def insert_payment(conn: AsyncConnection, payment: Payment) -> None:
             currency=payment.currency,
             reference=payment.reference,
             failure_code=payment.failure_code,
+            fee=payment.fee,
             created_at=payment.created_at,
             updated_at=payment.updated_at,
         )
@@ -334,11 +341,18 @@ async def settle_payment(
     reference: str | None,
     failure_code: str | None,
     at: datetime,
+    fee: int | None = None,
 ) -> bool:
     result = await conn.execute(
         payments.update()
         .where(payments.c.id == payment_id, payments.c.status.in_([str(s) for s in current]))
-        .values(status=str(status), reference=reference, failure_code=failure_code, updated_at=at)
+        .values(
+            status=str(status),
+            reference=reference,
+            failure_code=failure_code,
+            fee=fee,
+            updated_at=at,
+        )
     )
     return bool(result.rowcount)
 
@@ -353,6 +367,7 @@ async def insert_refund(conn: AsyncConnection, refund: Refund) -> None:
             amount=refund.amount,
             currency=refund.currency,
             reason=refund.reason,
+            earned=refund.earned,
             status=str(refund.status),
             reference=None,
             failure_code=None,
@@ -466,6 +481,18 @@ async def refunds_of(conn: AsyncConnection, order_id: str) -> list[Refund]:
         refunds.select().where(refunds.c.order_id == order_id).order_by(refunds.c.id)
     )
     return [_refund(r) for r in rows]
+
+
+async def earned_refunded(conn: AsyncConnection, supplier_order_id: str) -> int:
+    """What refunds of an accepted sale have given back so far."""
+    total = await conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(refunds.c.amount), 0)).where(
+            refunds.c.supplier_order_id == supplier_order_id,
+            refunds.c.earned.is_(True),
+            refunds.c.status == str(RefundStatus.SUCCEEDED),
+        )
+    )
+    return int(total.scalar_one())
 
 
 async def pending_refunds(conn: AsyncConnection, limit: int) -> list[Refund]:

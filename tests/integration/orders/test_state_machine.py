@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import shutil
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,9 @@ from marketplane.kernel.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from marketplane.money import ledger
+from marketplane.money import store as money_tables
+from marketplane.money.model import PLATFORM, AccountKey, Purpose
 from marketplane.orders import jobs, service, store
 from marketplane.orders.model import (
     SUPPLIER_ORDER_ENDS,
@@ -885,6 +889,28 @@ class Orders(RuleBasedStateMachine):
             **{k: r.status for k, r in orders.items()},
             **{k: r.status for k, r in parts.items()},
         }
+        # the books: each transaction balances, so does everything; no payable below zero; cash
+        # is what customers paid, less the provider's fees and what went back to them
+        async with self.platform.uow(write=False) as uow:
+            books = await ledger.balances(uow)
+            postings = await uow.fetch(
+                sa.select(
+                    money_tables.ledger_postings.c.transaction_pk,
+                    money_tables.ledger_postings.c.amount,
+                )
+            )
+        per_transaction: Counter[int] = Counter()
+        for posting in postings:
+            per_transaction[posting.transaction_pk] += posting.amount
+        assert set(per_transaction.values()) <= {0}
+        assert sum(books.values()) == 0
+        assert all(
+            raw <= 0 for key, raw in books.items() if key.purpose is Purpose.SUPPLIER_PAYABLE
+        )
+        captured = [p for p in payments if p.status == "captured"]
+        sent_back = sum(r.amount for r in refunds if r.status == "succeeded")
+        cash = books.get(AccountKey(Purpose.CASH, PLATFORM, "EUR"), 0)
+        assert cash == sum(p.amount - p.fee for p in captured) - sent_back
 
 
 # --- the tests ------------------------------------------------------------------------------

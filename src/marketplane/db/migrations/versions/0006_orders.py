@@ -85,6 +85,7 @@ def upgrade() -> None:
         sa.Column("supplier_order_id", Id, sa.ForeignKey("supplier_orders.id"), nullable=False),
         sa.Column("position", sa.Integer, nullable=False),
         sa.Column("offer_id", Id, nullable=False),
+        sa.Column("category_id", Id, nullable=False),
         sa.Column("sku", sa.String(200), nullable=False),
         sa.Column("title", sa.String(500), nullable=False),
         sa.Column("quantity", sa.Integer, nullable=False),
@@ -118,6 +119,7 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(3), nullable=False),
         sa.Column("reference", sa.String(200), nullable=True),
         sa.Column("failure_code", sa.String(60), nullable=True),
+        sa.Column("fee", sa.BigInteger, nullable=True),  # what the provider kept of it
         sa.Column("created_at", Ts, nullable=False),
         sa.Column("updated_at", Ts, nullable=False),
     )
@@ -132,6 +134,8 @@ def upgrade() -> None:
         sa.Column("amount", sa.BigInteger, nullable=False),
         sa.Column("currency", sa.String(3), nullable=False),
         sa.Column("reason", sa.String(500), nullable=False),
+        # of money the supplier had earned (after acceptance), not money still held for it
+        sa.Column("earned", sa.Boolean, nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("reference", sa.String(200), nullable=True),
         sa.Column("failure_code", sa.String(60), nullable=True),

@@ -1,5 +1,6 @@
 """The ledger: accounts (with a running balance where a floor is kept), transactions by
-business key, postings that can only be inserted.
+business key, postings that can only be inserted; commercial terms (commission rules, client
+revenue shares), effective-dated.
 
 Revision ID: 0007
 Revises: 0006
@@ -71,6 +72,27 @@ def upgrade() -> None:
         sa.Column("posted_at", Ts, nullable=False),
     )
     op.create_index("ix_ledger_postings_account", "ledger_postings", ["account_pk", "pk"])
+    op.create_table(
+        "commission_rules",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("supplier_id", Id, nullable=True),
+        sa.Column("category_id", Id, nullable=True),
+        sa.Column("rate_bps", sa.Integer, nullable=False),
+        sa.Column("fixed", sa.BigInteger, nullable=False),
+        sa.Column("currency", sa.String(3), nullable=True),
+        sa.Column("effective_from", Ts, nullable=False),
+        sa.Column("effective_to", Ts, nullable=True),
+        sa.Column("created_at", Ts, nullable=False),
+    )
+    op.create_table(
+        "revenue_shares",
+        sa.Column("id", Id, primary_key=True),
+        sa.Column("client_id", Id, nullable=False),
+        sa.Column("share_bps", sa.Integer, nullable=False),
+        sa.Column("effective_from", Ts, nullable=False),
+        sa.Column("created_at", Ts, nullable=False),
+    )
+    op.create_index("ix_revenue_shares_client", "revenue_shares", ["client_id", "effective_from"])
     op.create_index("ix_ledger_postings_transaction", "ledger_postings", ["transaction_pk"])
     postgres = op.get_bind().dialect.name == "postgresql"
     for statement in _PG_GUARD if postgres else _SQLITE_GUARD:
@@ -82,5 +104,11 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER ledger_postings_final ON ledger_postings")
         op.execute("DROP TRIGGER ledger_transactions_final ON ledger_transactions")
         op.execute("DROP FUNCTION ledger_postings_are_final()")
-    for table in ("ledger_postings", "ledger_transactions", "ledger_accounts"):
+    for table in (
+        "revenue_shares",
+        "commission_rules",
+        "ledger_postings",
+        "ledger_transactions",
+        "ledger_accounts",
+    ):
         op.drop_table(table)
