@@ -269,10 +269,7 @@ async def place_order(
     )
     moved(uow, order_id)
     queue(uow, order_id, client=EventType.ORDER_PLACED)
-    await publish(uow)
-    order = await store.order_by_id(await uow.connection(), order_id)
-    assert order is not None
-    return await detail(uow, order)
+    return (await publish(uow))[order_id]
 
 
 def _price_changed(found: Mapping[str, Any], shown: Mapping[str, int]) -> Conflict:

@@ -156,14 +156,14 @@ async def detail(uow: UnitOfWork, order: Order) -> Detail:
     )
 
 
-async def publish(uow: UnitOfWork) -> None:
-    """Writes the queued events. A client's event carries its whole order as the client sees
-    it; the order's version moves with every change to any of its parts, so a client can
-    order what it receives."""
+async def publish(uow: UnitOfWork) -> dict[str, Detail]:
+    """Writes the queued events; returns the orders they are about, as they now stand. A
+    client's event carries its whole order as the client sees it; the order's version moves
+    with every change to any of its parts, so a client can order what it receives."""
     queued = uow.state.pop(_QUEUED, [])
     done: set[str] = uow.state.pop(_MOVED, set())
     if not queued:
-        return
+        return {}
     conn = await uow.connection()
     now = utcnow()
     details: dict[str, Detail] = {}
@@ -201,6 +201,7 @@ async def publish(uow: UnitOfWork) -> None:
                 )
             )
     await events.emit(uow, *written)
+    return details  # each order as the events show it: what the use case answers with
 
 
 # --- presentation ---------------------------------------------------------------------------
