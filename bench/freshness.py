@@ -153,13 +153,14 @@ class Offer:
 
 
 def load_offers(
-    base: str, supplier_key: str, count: int, analyze: str | None = None
+    base: str, supplier_key: str, count: int, analyze: str | None = None, quantity: int = 0
 ) -> tuple[list[Offer], float, dict[str, Any]]:
     """`count` books through the batch API, 1,000 a request. `analyze` (a PostgreSQL database):
     ANALYZE each time the table has doubled from 2,000 offers and at the end, as autovacuum would
     (the server here runs with it off; without statistics each batch's sku lookup slows down as
-    the table grows: see bench/search.py `build_marketplace`). Its time is part of the load's."""
-    offers = [Offer(sku=f"FR-{i:06d}", index=i) for i in range(count)]
+    the table grows: see bench/search.py `build_marketplace`). Its time is part of the load's.
+    `quantity`: each offer's stock (bench/orders.py orders them)."""
+    offers = [Offer(sku=f"FR-{i:06d}", index=i, quantity=quantity) for i in range(count)]
     started = time.perf_counter()
     analyzed_at, analyzed = 1000, {"count": 0, "seconds": 0.0}
 

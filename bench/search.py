@@ -603,8 +603,15 @@ def writing(base: str, writer: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def wrk(
-    base: str, requests: Path, connections: int, duration: float, threads: int
+    base: str,
+    requests: Path,
+    connections: int,
+    duration: float,
+    threads: int,
+    script: Path = LUA,
 ) -> dict[str, Any]:
+    """One wrk run of `script` with `requests` as its argument (bench/orders.py uses its own
+    script, whose counts by status come back as `statuses`)."""
     argv = [
         "wrk",
         f"-t{threads}",
@@ -614,7 +621,7 @@ def wrk(
         "--timeout",
         "10s",
         "-s",
-        str(LUA),
+        str(script),
         base,
         "--",
         str(requests),
@@ -639,6 +646,7 @@ def wrk(
         "socket_errors": socket_errors,
         "timeouts": raw["timeouts"],
         "mb_per_s": round(raw["bytes"] / seconds / 1e6, 2),
+        **({"statuses": raw["statuses"]} if "statuses" in raw else {}),
     }
 
 
@@ -657,8 +665,20 @@ def ensure_wrk() -> None:
 # --- profiling ----------------------------------------------------------------------------------
 
 
-def profile(server: Server, base: str, requests: Path, duration: float, out: Path) -> Path | None:
+def profile(
+    server: Server, base: str, requests: Path, duration: float, out: Path, script: Path = LUA
+) -> Path | None:
     """py-spy (if installed) on the server during one c16 run; raw collapsed stacks to `out`."""
+    recorder = start_py_spy(server.process.pid, duration, out)
+    if recorder is None:
+        return None
+    wrk(base, requests, 16, duration, 1, script=script)
+    return finish_py_spy(recorder, duration, out)
+
+
+def start_py_spy(pid: int, duration: float, out: Path) -> subprocess.Popen[str] | None:
+    """py-spy recording `pid` for `duration` seconds (raw stacks to `out`), started a second
+    ago; None when it is not installed."""
     py_spy = shutil.which("py-spy") or (str(BIN / "py-spy") if (BIN / "py-spy").exists() else None)
     if py_spy is None:
         log("py-spy is not installed (.venv/bin/pip install py-spy): no profile")
@@ -668,7 +688,7 @@ def profile(server: Server, base: str, requests: Path, duration: float, out: Pat
             py_spy,
             "record",
             "--pid",
-            str(server.process.pid),
+            str(pid),
             "--format",
             "raw",
             "--rate",
@@ -685,12 +705,32 @@ def profile(server: Server, base: str, requests: Path, duration: float, out: Pat
         text=True,
     )
     time.sleep(1)
-    wrk(base, requests, 16, duration, 1)
+    return recorder
+
+
+def finish_py_spy(recorder: subprocess.Popen[str], duration: float, out: Path) -> Path | None:
     _, err = recorder.communicate(timeout=duration + 60)
     if recorder.returncode != 0 or not out.exists():
         log(f"py-spy failed: {err.strip()[-500:]}")
         return None
     return out
+
+
+def keep_profile(path: Path) -> dict[str, Any]:
+    """Summarises py-spy's raw stacks next to them and gzips them (for a flame graph); returns
+    the figures and paths for the `profile` line."""
+    summary = summarise_profile(path)
+    summary_path = path.with_suffix(".summary.json")
+    summary_path.write_text(json.dumps(summary, indent=2))
+    packed = path.with_suffix(".txt.gz")
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    return {
+        "samples": summary["samples"],
+        "threads": summary["threads"],
+        "raw": str(packed.relative_to(ROOT)),
+        "summary": str(summary_path.relative_to(ROOT)),
+    }
 
 
 def summarise_profile(path: Path, top: int = 25) -> dict[str, Any]:
@@ -943,24 +983,7 @@ def bench_backend(backend: str, args: argparse.Namespace, out: Output) -> list[d
             }
         )
     if profile_path is not None:
-        summary = summarise_profile(profile_path)
-        summary_path = profile_path.with_suffix(".summary.json")
-        summary_path.write_text(json.dumps(summary, indent=2))
-        # Raw stacks (py-spy's collapsed format, for a flame graph) are kept gzipped.
-        packed = profile_path.with_suffix(".txt.gz")
-        packed.write_bytes(gzip.compress(profile_path.read_bytes()))
-        profile_path.unlink()
-        profile_path = packed
-        out.emit(
-            {
-                "bench": "profile",
-                **common,
-                "samples": summary["samples"],
-                "threads": summary["threads"],
-                "raw": str(profile_path.relative_to(ROOT)),
-                "summary": str(summary_path.relative_to(ROOT)),
-            }
-        )
+        out.emit({"bench": "profile", **common, **keep_profile(profile_path)})
     log(f"{backend}: done in {time.perf_counter() - started:,.0f}s")
     return records
 
