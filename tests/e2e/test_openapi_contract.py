@@ -43,7 +43,7 @@ from marketplane.access import service as access
 from marketplane.http.app import create_app
 from marketplane.settings import Settings
 
-MAX_EXAMPLES = 20  # per operation, in the fuzzing phase (examples and coverage cases come on top)
+MAX_EXAMPLES = 12  # per operation, in the fuzzing phase (examples and coverage cases come on top)
 WRONG_SIDE_EXAMPLES = 5
 SEED = 20240611
 CHECKS = [

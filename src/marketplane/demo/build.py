@@ -17,7 +17,7 @@ from marketplane.catalog import service as catalog
 from marketplane.catalog.model import OfferDraft
 from marketplane.db.uow import UnitOfWork
 from marketplane.demo import data
-from marketplane.orders import jobs
+from marketplane.orders import decisions, jobs
 from marketplane.orders import service as orders
 from marketplane.orders.model import LineRequest
 from marketplane.orders.payments import TestProvider
@@ -237,21 +237,21 @@ async def _decide(platform: Platform, supplier_id: str, part_id: str, state: str
     for step in steps:
         async with platform.uow() as uow:
             if step == "accept":
-                await orders.accept(
+                await decisions.accept(
                     uow, supplier_id=supplier_id, supplier_order_id=part_id, decisions=None,
                     actor=actor,
                 )  # fmt: skip
             elif step == "fulfil":
-                await orders.fulfil(
+                await decisions.fulfil(
                     uow, supplier_id=supplier_id, supplier_order_id=part_id,
                     tracking={"carrier": "DHL", "number": "0034"}, actor=actor,
                 )  # fmt: skip
             elif step == "complete":
-                await orders.complete(
+                await decisions.complete(
                     uow, supplier_id=supplier_id, supplier_order_id=part_id, actor=actor
                 )
             else:
-                await orders.reject(
+                await decisions.reject(
                     uow, supplier_id=supplier_id, supplier_order_id=part_id,
                     reason="out of stock at the warehouse", actor=actor,
                 )  # fmt: skip

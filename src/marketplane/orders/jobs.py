@@ -13,7 +13,7 @@ import logging
 from marketplane.kernel.clock import utcnow
 from marketplane.kernel.errors import Conflict
 from marketplane.money import service as money
-from marketplane.orders import service, store
+from marketplane.orders import decisions, store
 from marketplane.orders.model import OrderKind, OrderStatus, RefundStatus, SupplierOrderStatus
 from marketplane.orders.payments import Outcome, PaymentProvider
 from marketplane.orders.service import NewUnitOfWork
@@ -34,7 +34,7 @@ async def expire_unpaid(new_uow: NewUnitOfWork) -> int:
     for order_id in due:
         async with new_uow() as uow:
             try:
-                await service.expire_order(uow, order_id=order_id)
+                await decisions.expire_order(uow, order_id=order_id)
             except Conflict:
                 continue  # paid, cancelled or expired by another process meanwhile
             await uow.commit()
@@ -54,7 +54,7 @@ async def enforce_deadlines(new_uow: NewUnitOfWork) -> int:
     for part_id in due:
         async with new_uow() as uow:
             try:
-                await service.reject(
+                await decisions.reject(
                     uow, supplier_id=None, supplier_order_id=part_id,
                     reason="not accepted before its deadline", actor=SYSTEM,
                 )  # fmt: skip

@@ -15,7 +15,7 @@ from marketplane.http.deps import PlatformDep, StoreWriterDep, SupplierDep, admi
 from marketplane.http.openapi import READ, WRITE, problems
 from marketplane.kernel.errors import BadRequest, NotFound
 from marketplane.kernel.pagination import Cursor, decode_cursor, encode_cursor, fingerprint
-from marketplane.orders import jobs, service
+from marketplane.orders import decisions, jobs, service
 from marketplane.orders.model import LineRequest, OrderStatus, SupplierOrderStatus
 from marketplane.orders.schemas import (
     AcceptIn,
@@ -188,7 +188,7 @@ async def cancel_order(
     order_id: str, principal: StoreWriterDep, platform: PlatformDep, body: CancelIn | None = None
 ) -> Any:
     async with platform.uow() as uow:
-        found = await service.cancel_order(
+        found = await decisions.cancel_order(
             uow, client_id=principal.owner_id, order_id=order_id, reason=(body or CancelIn()).reason
         )
         await uow.commit()
@@ -230,7 +230,7 @@ async def refund_order(
 async def _refund(uow: Any, found: Detail, body: RefundIn) -> Any:
     if body.amount is not None and body.amount.currency != found.order.currency:
         raise BadRequest(f"the order is paid in {found.order.currency}", code="currency_mismatch")
-    return await service.refund(
+    return await decisions.refund(
         uow,
         found=found,
         supplier_order_id=body.supplier_order,
@@ -312,13 +312,13 @@ async def supply_accept_order(
     platform: PlatformDep,
     body: AcceptIn | None = None,
 ) -> Any:
-    decisions = None
+    chosen = None
     if body is not None and body.lines is not None:
-        decisions = {d.id: d.accepted for d in body.lines}
+        chosen = {d.id: d.accepted for d in body.lines}
     async with platform.uow() as uow:
-        found, part = await service.accept(
+        found, part = await decisions.accept(
             uow, supplier_id=principal.owner_id, supplier_order_id=supplier_order_id,
-            decisions=decisions, actor=_supplier(principal),
+            decisions=chosen, actor=_supplier(principal),
         )  # fmt: skip
         await uow.commit()
     await _send_refunds(platform)
@@ -336,7 +336,7 @@ async def supply_reject_order(
     supplier_order_id: str, body: RejectIn, principal: SupplierDep, platform: PlatformDep
 ) -> Any:
     async with platform.uow() as uow:
-        found, part = await service.reject(
+        found, part = await decisions.reject(
             uow, supplier_id=principal.owner_id, supplier_order_id=supplier_order_id,
             reason=body.reason, actor=_supplier(principal),
         )  # fmt: skip
@@ -360,7 +360,7 @@ async def supply_fulfil_order(
 ) -> Any:
     tracking = body.tracking.model_dump(exclude_none=True) if body and body.tracking else None
     async with platform.uow() as uow:
-        found, part = await service.fulfil(
+        found, part = await decisions.fulfil(
             uow, supplier_id=principal.owner_id, supplier_order_id=supplier_order_id,
             tracking=tracking, actor=_supplier(principal),
         )  # fmt: skip
@@ -379,7 +379,7 @@ async def supply_complete_order(
     supplier_order_id: str, principal: SupplierDep, platform: PlatformDep
 ) -> Any:
     async with platform.uow() as uow:
-        found, part = await service.complete(
+        found, part = await decisions.complete(
             uow, supplier_id=principal.owner_id, supplier_order_id=supplier_order_id,
             actor=_supplier(principal),
         )  # fmt: skip

@@ -1,5 +1,5 @@
-"""Order use cases: place, pay, cancel (client); accept, reject, fulfil, complete (supplier);
-refund (client or operator); the answers of payment providers.
+"""Order use cases: reading, placing, paying, and the answers of payment providers (what
+follows them is in `decisions`).
 
 Every status change goes through `transitions.transition`; every stock move through
 `catalog.stock`, in the same transaction. Refunds are recorded with the change that owes them
@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from marketplane.access import service as access
-from marketplane.access.model import ClientView, Milestone
+from marketplane.access.model import ClientView
 from marketplane.catalog import stock
 from marketplane.db.uow import UnitOfWork
 from marketplane.events.model import EventType
@@ -29,20 +29,16 @@ from marketplane.kernel.errors import (
 from marketplane.kernel.ids import new_id
 from marketplane.kernel.money import apply_markup
 from marketplane.money import service as money
-from marketplane.orders import store
+from marketplane.orders import refunds, store
 from marketplane.orders.model import (
-    SUPPLIER_ORDER_ENDS,
     SUPPLIER_SEES,
     Action,
     LineRequest,
     LineStatus,
     OrderKind,
-    OrderLine,
     OrderStatus,
     Payment,
     PaymentStatus,
-    Refund,
-    RefundStatus,
     SupplierOrder,
     SupplierOrderStatus,
     quantities_by_offer,
@@ -50,7 +46,6 @@ from marketplane.orders.model import (
 from marketplane.orders.payments import Answer, Outcome, PaymentProvider
 from marketplane.orders.transitions import (
     SYSTEM,
-    Actor,
     Detail,
     detail,
     moved,
@@ -398,9 +393,9 @@ async def settle_payment(
         if moved_first.extra["current_status"] in (OrderStatus.EXPIRED, OrderStatus.CANCELLED):
             for part in await store.parts_of(conn, [payment.order_id]):
                 left = part.amount - part.refunded_amount
-                await _owe_refund(uow, part, payment.id, left, "order no longer open")
+                await refunds.owe(uow, part, payment.id, left, "order no longer open")
         else:  # paid already by another payment: this one, whole, and no part's money
-            await _return_payment(uow, payment)
+            await refunds.return_payment(uow, payment)
         await publish(uow)
         return
     order_id = payment.order_id
@@ -437,316 +432,6 @@ async def handle_callback(
         )
         await uow.commit()
     return True
-
-
-# --- ending an order early ------------------------------------------------------------------
-
-
-async def _end_lines(
-    uow: UnitOfWork, *, sold: Sequence[OrderLine] = (), released: Sequence[OrderLine] = ()
-) -> None:
-    """Ends lines' reservations, `sold` sold and `released` back on sale, in one stock pass."""
-    conn = await uow.connection()
-    for lines, target in ((sold, LineStatus.SOLD), (released, LineStatus.RELEASED)):
-        ids = [line.id for line in lines]
-        if await store.set_line_status(
-            conn, ids, current=LineStatus.RESERVED, target=target
-        ) != len(ids):
-            raise Conflict("the order changed meanwhile; try again", code="concurrent_change")
-    await stock.settle(uow, sell=_counts(sold), release=_counts(released))
-
-
-def _held(lines: Sequence[OrderLine], part_ids: set[str]) -> list[OrderLine]:
-    """The lines of these parts that still hold stock."""
-    return [
-        line
-        for line in lines
-        if line.supplier_order_id in part_ids and line.status is LineStatus.RESERVED
-    ]
-
-
-def _counts(lines: Sequence[OrderLine]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for line in lines:
-        counts[line.offer_id] = counts.get(line.offer_id, 0) + line.quantity
-    return counts
-
-
-async def _owe_refund(
-    uow: UnitOfWork,
-    part: SupplierOrder,
-    payment_id: str,
-    amount: int,
-    reason: str,
-    *,
-    earned: bool = False,
-) -> Refund | None:
-    """Records money owed back to the customer for a part (sent after commit)."""
-    if amount <= 0:
-        return None
-    conn = await uow.connection()
-    now = utcnow()
-    if not await store.refund_within(conn, part.id, amount, now):
-        raise Conflict(
-            "that is more than is left to refund on this supplier order",
-            code="refund_exceeds_paid",
-            extra={"refundable": {"amount": part.refundable, "currency": part.currency}},
-        )
-    refund = Refund(
-        id=new_id("re"),
-        order_id=part.order_id,
-        supplier_order_id=part.id,
-        payment_id=payment_id,
-        amount=amount,
-        currency=part.currency,
-        reason=reason,
-        earned=earned,
-        status=RefundStatus.PENDING,
-        reference=None,
-        failure_code=None,
-        created_at=now,
-        updated_at=now,
-    )
-    await store.insert_refund(conn, refund)
-    await store.add_to(conn, store.orders, part.order_id, refunded_amount=amount)
-    queue(
-        uow,
-        part.order_id,
-        client=EventType.ORDER_REFUNDED,
-        supplier=EventType.SUPPLIER_ORDER_REFUNDED,
-        part=part.id,
-    )
-    return refund
-
-
-async def _return_payment(uow: UnitOfWork, payment: Payment) -> None:
-    """A payment taken for an order another payment had paid already: all of it goes back."""
-    now = utcnow()
-    await store.insert_refund(
-        await uow.connection(),
-        Refund(
-            id=new_id("re"), order_id=payment.order_id, supplier_order_id=None,
-            payment_id=payment.id, amount=payment.amount, currency=payment.currency,
-            reason="the order was paid already", earned=False, status=RefundStatus.PENDING,
-            reference=None, failure_code=None, created_at=now, updated_at=now,
-        ),
-    )  # fmt: skip
-    queue(uow, payment.order_id, client=EventType.ORDER_REFUNDED)
-
-
-def _captured(found: Detail) -> Payment | None:
-    """The payment that paid the order (one at most: see pay_order)."""
-    return next((p for p in found.payments if p.status is PaymentStatus.CAPTURED), None)
-
-
-async def cancel_order(
-    uow: UnitOfWork, *, client_id: str, order_id: str, reason: str | None
-) -> Detail:
-    """The customer withdraws before any supplier accepted: every part is cancelled, its stock
-    released and, if paid, refunded. Once a supplier has accepted, a refund is the way."""
-    found = await client_order(uow, client_id=client_id, order_id=order_id, lock=True)
-    actor = Actor("client", client_id)
-    await transition(
-        uow, OrderKind.ORDER, order_id, found.order.status, Action.CANCEL,
-        actor=actor, reason=reason,
-    )  # fmt: skip
-    open_parts = [p for p in found.parts if p.status not in SUPPLIER_ORDER_ENDS]
-    for part in open_parts:
-        await transition(
-            uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.CANCEL,
-            actor=actor, reason=reason,
-        )  # fmt: skip
-    await _end_lines(uow, released=_held(found.lines, {p.id for p in open_parts}))
-    paid = _captured(found)
-    if paid is not None:
-        for part in open_parts:
-            left = part.amount - part.refunded_amount
-            await _owe_refund(uow, part, paid.id, left, "cancelled by the customer")
-    await publish(uow)
-    return await client_order(uow, client_id=client_id, order_id=order_id)
-
-
-async def expire_order(uow: UnitOfWork, *, order_id: str) -> None:
-    """An unpaid order whose hold has passed: its stock goes back on sale."""
-    found = await any_order(uow, order_id=order_id, lock=True)
-    if found.order.expires_at > utcnow():
-        raise Conflict("the order's hold has not expired", code="not_expired")
-    await transition(
-        uow, OrderKind.ORDER, order_id, found.order.status, Action.EXPIRE, actor=SYSTEM
-    )
-    for part in found.parts:
-        await transition(
-            uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.EXPIRE, actor=SYSTEM
-        )
-    await _end_lines(uow, released=_held(found.lines, {p.id for p in found.parts}))
-    await publish(uow)
-
-
-async def _close_if_done(uow: UnitOfWork, order_id: str) -> None:
-    """A paid order closes when its last part ends."""
-    conn = await uow.connection()
-    order = await store.order_by_id(conn, order_id)
-    assert order is not None
-    parts = await store.parts_of(conn, [order_id])
-    if order.status is OrderStatus.PAID and all(p.status in SUPPLIER_ORDER_ENDS for p in parts):
-        await transition(uow, OrderKind.ORDER, order_id, order.status, Action.CLOSE, actor=SYSTEM)
-
-
-# --- the supplier's decisions ---------------------------------------------------------------
-
-
-async def accept(
-    uow: UnitOfWork,
-    *,
-    supplier_id: str,
-    supplier_order_id: str,
-    decisions: Mapping[str, bool] | None,
-    actor: Actor,
-) -> tuple[Detail, SupplierOrder]:
-    """Accepts a supplier order whole, or line by line (`decisions`: line id → accepted; lines
-    not named are accepted). Accepted lines are sold; the others go back on sale and their
-    amount back to the customer. Accepting no line is rejecting."""
-    found, part = await supplier_order(
-        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id, lock=True
-    )
-    lines = [line for line in found.lines if line.supplier_order_id == part.id]
-    decisions = dict(decisions or {})
-    unknown = sorted(set(decisions) - {line.id for line in lines})
-    if unknown:
-        raise ValidationFailed(
-            "some lines are not in this order",
-            errors=[
-                FieldError("lines", "unknown_line", f"no line {u} in this order") for u in unknown
-            ],
-        )
-    taken = [line for line in lines if decisions.get(line.id, True)]
-    if not taken:
-        return await reject(
-            uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id,
-            reason="every line rejected", actor=actor,
-        )  # fmt: skip
-    refused = [line for line in lines if not decisions.get(line.id, True)]
-    await transition(
-        uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.ACCEPT,
-        actor=actor, accepted_amount=sum(line.amount for line in taken),
-    )  # fmt: skip
-    await _end_lines(uow, sold=taken, released=refused)
-    await money.record_acceptance(
-        uow, supplier_order_id=part.id, supplier_id=part.supplier_id, client_id=part.client_id,
-        currency=part.currency,
-        lines=[
-            money.SoldLine(line.category_id, line.quantity, line.amount, line.supplier_amount)
-            for line in taken
-        ],
-    )  # fmt: skip
-    paid = _captured(found)
-    if refused and paid is not None:
-        gone = sum(line.amount for line in refused)
-        await _owe_refund(uow, part, paid.id, gone, "lines rejected by the supplier")
-    await access.mark_milestone(
-        uow, supplier_id=part.supplier_id, milestone=Milestone.FIRST_ORDER_ACCEPTED
-    )
-    await publish(uow)
-    return await supplier_order(uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id)
-
-
-async def reject(
-    uow: UnitOfWork,
-    *,
-    supplier_id: str | None,
-    supplier_order_id: str,
-    reason: str | None,
-    actor: Actor,
-) -> tuple[Detail, SupplierOrder]:
-    """Rejects a whole supplier order (its supplier, or its deadline): stock back on sale,
-    the customer refunded."""
-    found, part = await supplier_order(
-        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id, lock=True
-    )
-    await transition(
-        uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.REJECT,
-        actor=actor, reason=reason,
-    )  # fmt: skip
-    await _end_lines(uow, released=_held(found.lines, {part.id}))
-    paid = _captured(found)
-    if paid is not None:
-        left = part.amount - part.refunded_amount
-        await _owe_refund(uow, part, paid.id, left, reason or "rejected by the supplier")
-    await _close_if_done(uow, part.order_id)
-    await publish(uow)
-    return await supplier_order(uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id)
-
-
-async def fulfil(
-    uow: UnitOfWork,
-    *,
-    supplier_id: str,
-    supplier_order_id: str,
-    tracking: Mapping[str, Any] | None,
-    actor: Actor,
-) -> tuple[Detail, SupplierOrder]:
-    _, part = await supplier_order(
-        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id, lock=True
-    )
-    await transition(
-        uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.FULFIL,
-        actor=actor, tracking=dict(tracking) if tracking else None,
-    )  # fmt: skip
-    await publish(uow)
-    return await supplier_order(uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id)
-
-
-async def complete(
-    uow: UnitOfWork, *, supplier_id: str, supplier_order_id: str, actor: Actor
-) -> tuple[Detail, SupplierOrder]:
-    _, part = await supplier_order(
-        uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id, lock=True
-    )
-    await transition(
-        uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.COMPLETE, actor=actor
-    )
-    await _close_if_done(uow, part.order_id)
-    await publish(uow)
-    return await supplier_order(uow, supplier_id=supplier_id, supplier_order_id=supplier_order_id)
-
-
-# --- refunds --------------------------------------------------------------------------------
-
-REFUNDABLE = frozenset(
-    {SupplierOrderStatus.ACCEPTED, SupplierOrderStatus.FULFILLED, SupplierOrderStatus.COMPLETED}
-)
-
-
-async def refund(
-    uow: UnitOfWork,
-    *,
-    found: Detail,
-    supplier_order_id: str,
-    amount: int | None,
-    reason: str,
-) -> Refund:
-    """Gives back all or part of what was paid for an accepted supplier order (`found` read
-    with `lock`). The stock stays sold (the goods left the supplier)."""
-    part = next((p for p in found.parts if p.id == supplier_order_id), None)
-    if part is None:
-        raise NotFound(
-            f"no supplier order {supplier_order_id} in this order", code="order_not_found"
-        )
-    if part.status not in REFUNDABLE:
-        raise Conflict(
-            f"a {part.status} supplier order is not refunded: only an accepted one is",
-            code="invalid_transition",
-            extra={"current_status": str(part.status)},
-        )
-    wanted = part.refundable if amount is None else amount
-    if wanted <= 0:
-        raise ValidationFailed("nothing is left to refund", code="nothing_to_refund")
-    paid = _captured(found)
-    assert paid is not None  # an accepted supplier order was paid
-    made = await _owe_refund(uow, part, paid.id, wanted, reason, earned=True)
-    assert made is not None
-    await publish(uow)
-    return made
 
 
 async def list_orders(

@@ -16,7 +16,7 @@ from order_shop import Shop, history_rows, make_due, open_shop, stock_of, table_
 
 from marketplane.bootstrap import Platform, build
 from marketplane.kernel.errors import Conflict, Unauthorized
-from marketplane.orders import jobs, service, store
+from marketplane.orders import decisions, jobs, service, store
 from marketplane.orders.model import (
     LineRequest,
     LineStatus,
@@ -299,7 +299,7 @@ async def test_every_job_at_once_moves_each_order_once(platform: Platform) -> No
     kept = paid.pop()
     async with platform.uow() as uow:
         for part in kept.parts:
-            await service.accept(
+            await decisions.accept(
                 uow,
                 supplier_id=part.supplier_id,
                 supplier_order_id=part.id,
@@ -548,7 +548,7 @@ async def test_concurrent_payments_of_one_order_take_the_money_once(
 
 async def cancel(platform: Platform, shop: Shop, order_id: str) -> Detail:
     async with platform.uow() as uow:
-        done = await service.cancel_order(
+        done = await decisions.cancel_order(
             uow, client_id=shop.client.client_id, order_id=order_id, reason=None
         )
         await uow.commit()
@@ -602,7 +602,7 @@ async def test_a_cancel_and_an_acceptance_at_once_one_wins(
 
     async def accept(part_id: str) -> Any:
         async with platform.uow() as uow:
-            done = await service.accept(
+            done = await decisions.accept(
                 uow,
                 supplier_id=shop.suppliers["A"],
                 supplier_order_id=part_id,
