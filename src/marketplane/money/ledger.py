@@ -14,7 +14,7 @@ from marketplane.kernel.clock import utcnow
 from marketplane.kernel.errors import Conflict
 from marketplane.kernel.ids import new_id
 from marketplane.money import store
-from marketplane.money.model import AccountKey, Entry, KeyReused, Purpose, normal_balance
+from marketplane.money.model import AccountKey, Entry, KeyReused, Purpose
 
 RUNNING_BALANCE = frozenset({Purpose.SUPPLIER_PAYABLE})
 
@@ -75,13 +75,6 @@ async def balances(
     """Raw balances (debit positive) by account, now or as they stood at `at`."""
     rows = await store.balances(await uow.connection(), owner=owner, at=at)
     return {AccountKey(Purpose(r.purpose), r.owner, r.currency): int(r.balance) for r in rows}
-
-
-async def held(uow: UnitOfWork, account: AccountKey) -> int:
-    """What an account holds now, as a positive number when it holds what it should (see
-    model.normal_balance)."""
-    found = await balances(uow, owner=account.owner)
-    return normal_balance(account, found.get(account, 0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from marketplane.orders.model import (
     Refund,
     SupplierOrder,
     SupplierOrderStatus,
+    quantities_by_offer,
 )
 from marketplane.orders.transitions import SYSTEM, Actor, Detail, publish, transition
 
@@ -41,7 +42,7 @@ async def _end_lines(
             conn, ids, current=LineStatus.RESERVED, target=target
         ) != len(ids):
             raise Conflict("the order changed meanwhile; try again", code="concurrent_change")
-    await stock.settle(uow, sell=_counts(sold), release=_counts(released))
+    await stock.settle(uow, sell=quantities_by_offer(sold), release=quantities_by_offer(released))
 
 
 def _held(lines: Sequence[OrderLine], part_ids: set[str]) -> list[OrderLine]:
@@ -51,13 +52,6 @@ def _held(lines: Sequence[OrderLine], part_ids: set[str]) -> list[OrderLine]:
         for line in lines
         if line.supplier_order_id in part_ids and line.status is LineStatus.RESERVED
     ]
-
-
-def _counts(lines: Sequence[OrderLine]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for line in lines:
-        counts[line.offer_id] = counts.get(line.offer_id, 0) + line.quantity
-    return counts
 
 
 async def cancel_order(

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 from marketplane.kernel.errors import InvalidTransition
 
@@ -140,9 +141,17 @@ class LineRequest:
     currency: str
 
 
-def quantities_by_offer(lines: Iterable[LineRequest]) -> dict[str, int]:
-    """Lines for the same offer are summed before reserving: two lines never reserve more
-    together than one could."""
+class Counted(Protocol):
+    @property
+    def offer_id(self) -> str: ...
+
+    @property
+    def quantity(self) -> int: ...
+
+
+def quantities_by_offer(lines: Iterable[Counted]) -> dict[str, int]:
+    """Units per offer. Lines for the same offer are summed before reserving (two lines never
+    reserve more together than one could) and before their reservations end."""
     total: dict[str, int] = {}
     for line in lines:
         total[line.offer_id] = total.get(line.offer_id, 0) + line.quantity
