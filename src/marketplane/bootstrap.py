@@ -9,6 +9,7 @@ from marketplane.db import migrate
 from marketplane.db.engine import Database, connect
 from marketplane.db.uow import UnitOfWork
 from marketplane.kernel.versioned_cache import VersionedCache
+from marketplane.money.payout_provider import PayoutProvider, TestPayoutProvider
 from marketplane.orders.payments import PaymentProvider, TestProvider
 from marketplane.settings import Settings
 
@@ -20,6 +21,7 @@ class Platform:
     auth: Authenticator
     store_cache: VersionedCache
     payments: PaymentProvider
+    payouts: PayoutProvider
 
     def uow(self, *, write: bool = True) -> UnitOfWork:
         return UnitOfWork(self.db, write=write)
@@ -36,6 +38,7 @@ def build(settings: Settings) -> Platform:
         auth=Authenticator(db, ttl=settings.key_cache_seconds),
         store_cache=VersionedCache(settings.store_cache_mb * 1024 * 1024),
         payments=TestProvider(settings.payment_test_secret),
+        payouts=TestPayoutProvider(settings.payout_test_secret),
     )
 
 

@@ -160,14 +160,15 @@ def worker(
         int | None, typer.Option(help="Stop when this process (the server) is gone.")
     ] = None,
 ) -> None:
-    """Run feed runs (uploaded, scheduled URLs), webhook deliveries and the order jobs
-    (expiring unpaid orders, acceptance deadlines, refunds) until stopped; several may run at
-    once."""
+    """Run feed runs (uploaded, scheduled URLs), webhook deliveries, the order jobs (expiring
+    unpaid orders, acceptance deadlines, refunds, releasing suppliers' money after the hold) and
+    the money jobs (subscriptions, scheduled payouts) until stopped; several may run at once."""
     from marketplane.bootstrap import migrated
     from marketplane.events import service as events
     from marketplane.events import webhooks
     from marketplane.feeds.service import worker_name
     from marketplane.feeds.worker import work
+    from marketplane.money import jobs as money_jobs
     from marketplane.orders import jobs as order_jobs
     from marketplane.outbound import parse_allow
 
@@ -206,6 +207,10 @@ def worker(
                     platform.payments,
                     stop=stop,
                     every=settings.order_sweep_seconds,
+                    hold_seconds=settings.payout_hold_hours * 3600,
+                ),
+                money_jobs.work(
+                    platform.uow, platform.payouts, stop=stop, every=settings.billing_sweep_seconds
                 ),
             )
         finally:

@@ -86,6 +86,27 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the worker expires unpaid orders and enforces deadlines.",
     )
+    payout_hold_hours: float = Field(
+        default=7 * 24,
+        ge=0,
+        description="How long a supplier's share of a sale stays held after fulfilment before "
+        "it can be paid out (returns and disputes come out of it first).",
+    )
+    payout_minimum: int = Field(
+        default=1000,
+        ge=1,
+        description="The smallest payout, in minor units, unless a supplier's settings say more.",
+    )
+    payout_test_secret: str = Field(
+        default="test-payout-callback-secret",
+        min_length=16,
+        description="What the built-in test payout provider signs its callbacks with.",
+    )
+    billing_sweep_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="How often the worker bills subscriptions and runs scheduled payouts.",
+    )
     payment_test_secret: str = Field(
         default="test-provider-callback-secret",
         min_length=16,

@@ -43,7 +43,7 @@ async def test_a_sale_and_its_refund_post_balanced_exact_entries(market: Market)
         ("cash", "platform"): 2200 - fee - 1100,
         ("payment_fees", "platform"): fee,
         ("customer_funds", "platform"): 0,
-        ("supplier_payable", s["alice_id"]): 1800 - 900,
+        ("supplier_pending", s["alice_id"]): 1800 - 900,  # held until after fulfilment
         ("commission", "platform"): 200 - 100,
         ("markup", "platform"): 200 - 100,
         ("distribution", "platform"): 40 - 20,
@@ -55,7 +55,7 @@ async def test_a_sale_and_its_refund_post_balanced_exact_entries(market: Market)
     }
     assert sum(raw.values()) == 0
     mine = await market.api.get("/supply/v1/balance", headers=market.auth(s["alice"]))
-    assert held(mine.json()) == {("supplier_payable", s["alice_id"]): 900}
+    assert held(mine.json()) == {("supplier_pending", s["alice_id"]): 900}
     kinds = await market.admin("GET", "/admin/v1/ledger/transactions", params={"limit": 2})
     page = kinds.json()
     assert [t["kind"] for t in page["data"]] == ["refund_of_sale", "sale_accepted"]
@@ -95,7 +95,7 @@ async def test_refunds_of_a_whole_sale_reverse_exactly_what_it_posted(market: Ma
     fee = books[("payment_fees", "platform")]
     assert books[("cash", "platform")] == -fee
     for purpose, owner in [
-        ("supplier_payable", s["alice_id"]), ("commission", "platform"), ("markup", "platform"),
+        ("supplier_pending", s["alice_id"]), ("commission", "platform"), ("markup", "platform"),
         ("distribution", "platform"), ("client_payable", s["client_id"]),
         ("customer_funds", "platform"),
     ]:  # fmt: skip

@@ -419,7 +419,7 @@ async def test_the_jobs_expire_unpaid_orders_and_reject_late_ones(
         )
         await uow.commit()
     # when
-    swept = await jobs.sweep(platform.uow, platform.payments)
+    swept = await jobs.sweep(platform.uow, platform.payments, hold_seconds=3600)
     # then
     assert swept == 3  # one expired, one rejected, its refund sent
     read = market.auth(s["client"])
@@ -434,7 +434,7 @@ async def test_the_jobs_expire_unpaid_orders_and_reject_late_ones(
     ]
     a1 = await offer(market, s["alice"], "A1")
     assert (a1["quantity"], a1["reserved"], a1["sold"]) == (5, 0, 0)
-    assert await jobs.sweep(platform.uow, platform.payments) == 0
+    assert await jobs.sweep(platform.uow, platform.payments, hold_seconds=3600) == 0
 
 
 async def test_a_replayed_decision_answers_as_the_first_did(market: Market) -> None:

@@ -159,6 +159,11 @@ class StoreOfferOut(BaseModel):
     version: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    sponsored: bool | None = Field(
+        default=None,
+        description="true on a sponsored placement (a supplier paid to be shown first): "
+        "show it as such; absent on the others.",
+    )
 
 
 class FacetValue(BaseModel):

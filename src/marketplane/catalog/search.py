@@ -204,6 +204,7 @@ class SearchPlan:
     segments: list[sa.Select[Any]]
     facets: dict[str, sa.Select[Any]] = field(default_factory=dict)
     key_columns: tuple[str, ...] = ("pk",)
+    where: list[ColumnElement[bool]] = field(default_factory=list)  # what every match meets
 
 
 def plan(
@@ -325,7 +326,25 @@ def plan(
             conditions.append(sa.or_(beyond, sa.and_(price == after[0], tie)))
         order = [price.asc(), pk.asc()] if ascending else [price.desc(), pk.desc()]
         segments.append(sa.select(*columns).where(*conditions).order_by(*order).limit(size))
-    return SearchPlan(segments=segments, facets=facets, key_columns=keys)
+    return SearchPlan(segments=segments, facets=facets, key_columns=keys, where=counted)
+
+
+SPONSORED_SLOTS = 2  # at most, at the top of a first page, never more than half of it
+SPONSOR_PAIRS = 50  # the highest bids looked at
+
+
+def sponsored(
+    where: list[ColumnElement[bool]], pairs: Sequence[tuple[str, str]], sqlite: bool
+) -> sa.Select[Any]:
+    """The matching offers of the highest bidders: `pairs` of (supplier, category), highest
+    bid first."""
+    chosen = sa.tuple_(offers.c.supplier_id, offers.c.category_id).in_(list(pairs[:SPONSOR_PAIRS]))
+    return (
+        sa.select(*store_columns(sqlite))
+        .where(*where, chosen)
+        .order_by(offers.c.pk.desc())
+        .limit(SPONSOR_PAIRS)
+    )
 
 
 def visible_to(view: ClientView | None) -> list[ColumnElement[bool]]:

@@ -31,9 +31,12 @@ from marketplane.catalog.model import (
 )
 from marketplane.catalog.search import (
     SMALL_SET,
+    SPONSORED_SLOTS,
+    SearchPlan,
     TextMatch,
     plan,
     small_set_count,
+    sponsored,
     store_columns,
     visible_to,
 )
@@ -604,10 +607,38 @@ def _empty_page(request: SearchRequest) -> dict[str, Any]:
     return page
 
 
+async def _sponsored(
+    uow: UnitOfWork,
+    planned: SearchPlan,
+    sponsors: Sequence[tuple[str, str]],
+    category_ids: Sequence[str] | None,
+    limit: int,
+) -> list[Any]:
+    """The sponsored placements of a first page: matching offers of the highest bidders, one
+    per supplier, at most `SPONSORED_SLOTS` and half the page."""
+    slots = min(SPONSORED_SLOTS, limit // 2)
+    pairs = [p for p in sponsors if category_ids is None or p[1] in category_ids]
+    if not slots or not pairs:
+        return []
+    rank = {pair: i for i, pair in reversed(list(enumerate(pairs)))}
+    found = await uow.fetch(sponsored(planned.where, pairs, uow.dialect == "sqlite"))
+    chosen: list[Any] = []
+    for row in sorted(found, key=lambda r: rank[(r.supplier_id, r.category_id)]):
+        if all(c.supplier_id != row.supplier_id for c in chosen):
+            chosen.append(row)
+    return chosen[:slots]
+
+
 async def search_offers(
-    uow: UnitOfWork, *, view: ClientView | None, request: SearchRequest
+    uow: UnitOfWork,
+    *,
+    view: ClientView | None,
+    request: SearchRequest,
+    sponsors: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """One page of the store's offers, with facets when asked for."""
+    """One page of the store's offers, with facets when asked for. `sponsors`: (supplier,
+    category) pairs bidding for placement, highest first; on a first page their matching
+    offers come first, flagged `sponsored`."""
     fp = fingerprint(request.fingerprint_params())
     text = TextMatch(uow.dialect)
     arity = 2 if request.sort is not Sort.NEWEST else 1
@@ -640,11 +671,19 @@ async def search_offers(
         rows.extend(await uow.fetch(statement, inline=not request.terms))
         if len(rows) > request.limit:
             break
-    has_more = len(rows) > request.limit
-    rows = rows[: request.limit]
     markup = view.markup_bps if view else 0
+    top: list[Any] = []
+    if sponsors and after is None:
+        top = await _sponsored(uow, planned, sponsors, category_ids, request.limit)
+    shown = [r.id for r in top]
+    organic = [r for r in rows if r.id not in shown][: request.limit - len(top)]
+    has_more = bool(organic) and rows.index(organic[-1]) + 1 < len(rows)
+    rows = organic
     page: dict[str, Any] = {
-        "data": [present_store_offer(r, markup, request.fields) for r in rows],
+        "data": [
+            *({**present_store_offer(r, markup, request.fields), "sponsored": True} for r in top),
+            *(present_store_offer(r, markup, request.fields) for r in rows),
+        ],
         "has_more": has_more,
         "next_cursor": encode_cursor(
             Cursor(str(request.sort), tuple(getattr(rows[-1], k) for k in planned.key_columns), fp)

@@ -49,6 +49,11 @@ class EventType(StrEnum):
     SUPPLIER_ORDER_FULFILLED = "supplier_order.fulfilled"
     SUPPLIER_ORDER_COMPLETED = "supplier_order.completed"
     SUPPLIER_ORDER_REFUNDED = "supplier_order.refunded"
+    # to the supplier paid
+    PAYOUT_PENDING = "payout.pending"  # opened: its money left the supplier's balance
+    PAYOUT_IN_TRANSIT = "payout.in_transit"
+    PAYOUT_PAID = "payout.paid"
+    PAYOUT_FAILED = "payout.failed"  # its money is back in the supplier's balance
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from marketplane.http.middleware import BodyLimit, Metrics, RequestId
 from marketplane.http.openapi import document_problems_as_problem_json, problems
 from marketplane.http.responses import Json
 from marketplane.http.store_cache import StoreCache
+from marketplane.money import billing_routes, payout_routes
 from marketplane.money import routes as money_routes
 from marketplane.observability import REGISTRY, WEBHOOK_ATTEMPTS, WEBHOOK_DELIVERIES
 from marketplane.orders import routes as order_routes
@@ -111,6 +112,12 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         order_routes.hooks,
         money_routes.operator,
         money_routes.supply,
+        payout_routes.supply,
+        payout_routes.operator,
+        payout_routes.hooks,
+        billing_routes.store,
+        billing_routes.supply,
+        billing_routes.operator,
     ):
         app.include_router(router)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from marketplane.kernel.errors import Conflict, ValidationFailed
@@ -35,7 +35,8 @@ class Purpose(StrEnum):
 
     CASH = "cash"  # asset: money the platform holds at its payment provider
     CUSTOMER_FUNDS = "customer_funds"  # liability: paid, not yet earned (awaiting acceptance)
-    SUPPLIER_PAYABLE = "supplier_payable"  # liability: owed to a supplier
+    SUPPLIER_PENDING = "supplier_pending"  # liability: a supplier's, held until released
+    SUPPLIER_PAYABLE = "supplier_payable"  # liability: owed to a supplier, available to pay out
     SUPPLIER_RECEIVABLE = "supplier_receivable"  # asset: a supplier owes (fees, advertising)
     CLIENT_PAYABLE = "client_payable"  # liability: a client's revenue share, owed to it
     COMMISSION = "commission"  # revenue
@@ -50,6 +51,7 @@ class Purpose(StrEnum):
 ACCOUNT_TYPES: Mapping[Purpose, AccountType] = {
     Purpose.CASH: AccountType.ASSET,
     Purpose.CUSTOMER_FUNDS: AccountType.LIABILITY,
+    Purpose.SUPPLIER_PENDING: AccountType.LIABILITY,
     Purpose.SUPPLIER_PAYABLE: AccountType.LIABILITY,
     Purpose.SUPPLIER_RECEIVABLE: AccountType.ASSET,
     Purpose.CLIENT_PAYABLE: AccountType.LIABILITY,
@@ -211,3 +213,136 @@ def allocate(total: int, weights: Sequence[int]) -> list[int]:
     for i in remainders[: total - sum(base)]:
         base[i] += 1
     return base
+
+
+# --- payouts, plans, sponsored placement ---------------------------------------------------
+
+
+class PayoutStatus(StrEnum):
+    PENDING = "pending"  # taken from the payable, not yet accepted by the provider
+    IN_TRANSIT = "in_transit"  # accepted by the provider, not yet settled
+    PAID = "paid"
+    FAILED = "failed"  # the money went back to the payable
+
+
+PAYOUT_OPEN = frozenset({PayoutStatus.PENDING, PayoutStatus.IN_TRANSIT})
+
+
+class Schedule(StrEnum):
+    MANUAL = "manual"  # on demand only
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
+class PayoutTrigger(StrEnum):
+    SCHEDULE = "schedule"
+    SUPPLIER = "supplier"
+    OPERATOR = "operator"
+
+
+class BidBasis(StrEnum):
+    CLICK = "click"  # charged per click on a sponsored placement
+    ORDER = "order"  # charged per accepted supplier order that followed such a click
+
+
+class Placement(StrEnum):
+    SPONSORED = "sponsored"
+    ORGANIC = "organic"
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    id: str
+    supplier_id: str
+    currency: str
+    amount: int  # sent to the supplier
+    netted: int  # of the payable, settled against what the supplier owed
+    status: PayoutStatus
+    trigger: PayoutTrigger
+    destination: str
+    reference: str | None
+    failure_code: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutSettings:
+    supplier_id: str
+    destination: str
+    schedule: Schedule
+    minimum: int  # minor units of whichever currency is paid out
+    next_run_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    id: str
+    name: str
+    amount: int  # a month, in advance
+    currency: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    supplier_id: str
+    plan_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    billed_until: datetime  # the end of the last month billed
+
+
+@dataclass(frozen=True, slots=True)
+class Bid:
+    id: str
+    supplier_id: str
+    category_id: str
+    basis: BidBasis
+    amount: int
+    currency: str
+    effective_from: datetime
+    effective_to: datetime | None
+
+    def in_force(self, at: datetime) -> bool:
+        return self.effective_from <= at and (self.effective_to is None or at < self.effective_to)
+
+
+def add_months(at: datetime, months: int) -> datetime:
+    """The same day and time `months` later, on the month's last day when it is shorter (a plan
+    started on 31 January renews on 28 or 29 February, then 31 March)."""
+    month0 = at.month - 1 + months
+    year, month = at.year + month0 // 12, month0 % 12 + 1
+    return at.replace(year=year, month=month, day=min(at.day, _days_in(year, month)))
+
+
+def _days_in(year: int, month: int) -> int:
+    if month == 2:
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        return 29 if leap else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def next_payout_run(schedule: Schedule, after: datetime) -> datetime | None:
+    """When a schedule next pays out after `after` (None for manual)."""
+    if schedule is Schedule.MANUAL:
+        return None
+    days = {Schedule.DAILY: 1, Schedule.WEEKLY: 7}.get(schedule)
+    if days is not None:
+        return after + timedelta(days=days)
+    return add_months(after, 1)
+
+
+def split_charge(amount: int, available: int) -> tuple[int, int]:
+    """A charge to a supplier: the part taken from what the platform owes it (never more than
+    that), and the rest, which the supplier then owes (its receivable)."""
+    taken = min(amount, max(available, 0))
+    return taken, amount - taken
+
+
+def payout_amount(available: int, owed: int) -> tuple[int, int]:
+    """What a payout sends and what it settles: what the supplier owes is netted first."""
+    netted = min(max(owed, 0), max(available, 0))
+    return available - netted, netted

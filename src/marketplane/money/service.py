@@ -1,15 +1,19 @@
 """Money use cases: commercial terms, and the postings a sale makes, each in the transaction
 of the change it records.
 
-A sale posts three times. **Capture** (the provider took the customer's money): cash and the
-provider's fee against customer funds, money held and not yet anyone's. **Acceptance** (a
-supplier accepted lines): those funds become the supplier's payable less commission, the
-commission, the client's markup, and the client's revenue share of the commission (a
-distribution cost). **Refund** (sent back to the customer): of money not yet earned, funds
-against cash; of an accepted sale, each part of the acceptance reversed in proportion,
-cumulatively exact (the refunds of a whole sale reverse exactly what it posted), with the part
-of the supplier's share that was paid out already owed by the supplier (its receivable), so
-its payable never goes below zero. The provider keeps its fee on a refund.
+A sale posts three times, and a fourth when it is released. **Capture** (the provider took the
+customer's money): cash and the provider's fee against customer funds, money held and not yet
+anyone's. **Acceptance** (a supplier accepted lines): those funds become the supplier's pending
+balance less commission, the commission, the client's markup, and the client's revenue share of
+the commission (a distribution cost). **Release** (the hold after fulfilment has passed): what
+is left of the supplier's pending share becomes payable, available to pay out. **Refund** (sent
+back to the customer): of money not yet earned, funds against cash; of an accepted sale, each
+part of the acceptance reversed in proportion, cumulatively exact (the refunds of a whole sale
+reverse exactly what it posted). The supplier's part comes out of its pending balance before
+release; after, out of its payable, and what the payable does not hold (paid out already)
+becomes owed by the supplier (its receivable), so the payable never goes below zero. Any other
+charge to a supplier (subscription, advertising) is taken the same way. The provider keeps its
+fee on a refund.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from marketplane.db.uow import UnitOfWork
 from marketplane.kernel.clock import utcnow
@@ -36,6 +41,7 @@ from marketplane.money.model import (
     entry,
     pick_rule,
     share,
+    split_charge,
 )
 
 
@@ -180,10 +186,10 @@ async def record_acceptance(
     if markup < 0:
         raise ValidationFailed("a client never sells below the supplier's price")
     shared = share(earned, await _share_bps(uow, client_id, now))
-    payable = AccountKey(Purpose.SUPPLIER_PAYABLE, supplier_id, currency)
+    pending = AccountKey(Purpose.SUPPLIER_PENDING, supplier_id, currency)
     postings = [
         debit(_platform(Purpose.CUSTOMER_FUNDS, currency), amount),
-        credit(payable, supplier_amount - earned),
+        credit(pending, supplier_amount - earned),
         credit(_platform(Purpose.COMMISSION, currency), earned),
         credit(_platform(Purpose.MARKUP, currency), markup),
         debit(_platform(Purpose.DISTRIBUTION, currency), shared),
@@ -197,6 +203,16 @@ async def record_acceptance(
     return await ledger.post(
         uow, entry(_acceptance_key(supplier_order_id), "sale_accepted", postings, **memo)
     )
+
+
+async def _sale(uow: UnitOfWork, supplier_order_id: str) -> Any:
+    """The figures an accepted sale posted (its memo)."""
+    sale = await store.transaction_by_key(
+        await uow.connection(), _acceptance_key(supplier_order_id)
+    )
+    if sale is None:
+        raise ValidationFailed(f"supplier order {supplier_order_id} has no accepted sale")
+    return sale.memo
 
 
 async def record_refund(
@@ -217,12 +233,7 @@ async def record_refund(
         return await ledger.post(
             uow, entry(f"refund:{refund_id}", "refund", held, refund=refund_id)
         )
-    sale = await store.transaction_by_key(
-        await uow.connection(), _acceptance_key(supplier_order_id)
-    )
-    if sale is None:
-        raise ValidationFailed(f"supplier order {supplier_order_id} has no accepted sale")
-    memo = sale.memo
+    memo = await _sale(uow, supplier_order_id)
     total = int(memo["amount"])
     weights = [int(memo["payable"]), int(memo["commission"]), int(memo["markup"])]
 
@@ -236,13 +247,15 @@ async def record_refund(
     to_payable, to_commission, to_markup, to_share = (
         a - b for a, b in zip(after, before, strict=True)
     )
-    payable = AccountKey(Purpose.SUPPLIER_PAYABLE, memo["supplier"], currency)
-    receivable = AccountKey(Purpose.SUPPLIER_RECEIVABLE, memo["supplier"], currency)
-    owed = -(await store.running_balance(await uow.connection(), payable))
-    from_payable = min(to_payable, max(owed, 0))
+    supplier = memo["supplier"]
+    floors: dict[AccountKey, int] = {}
+    if await store.transaction_by_key(await uow.connection(), _release_key(supplier_order_id)):
+        supplier_part, floors = await supplier_charge(uow, supplier, currency, to_payable)
+    else:
+        pending = AccountKey(Purpose.SUPPLIER_PENDING, supplier, currency)
+        supplier_part = [debit(pending, to_payable)]
     postings: list[Posting] = [
-        debit(payable, from_payable),
-        debit(receivable, to_payable - from_payable),
+        *supplier_part,
         debit(_platform(Purpose.COMMISSION, currency), to_commission),
         debit(_platform(Purpose.MARKUP, currency), to_markup),
         credit(cash, amount),
@@ -252,5 +265,48 @@ async def record_refund(
     return await ledger.post(
         uow,
         entry(f"refund:{refund_id}", "refund_of_sale", postings, refund=refund_id),
-        floors={payable: 0},
+        floors=floors,
     )
+
+
+def _release_key(supplier_order_id: str) -> str:
+    return f"supplier_order:{supplier_order_id}:released"
+
+
+async def record_release(
+    uow: UnitOfWork, *, supplier_order_id: str, currency: str, earned_refunded: int
+) -> str | None:
+    """The hold after fulfilment has passed: what is left of the supplier's share of the sale
+    (its pending part less what refunds took back of it, `earned_refunded` so far) becomes
+    payable. None when refunds took it all."""
+    memo = await _sale(uow, supplier_order_id)
+    weights = [int(memo["payable"]), int(memo["commission"]), int(memo["markup"])]
+    left = int(memo["payable"]) - allocate(earned_refunded, weights)[0]
+    if left == 0:
+        return None
+    supplier = memo["supplier"]
+    return await ledger.post(
+        uow,
+        entry(
+            _release_key(supplier_order_id),
+            "sale_released",
+            [
+                debit(AccountKey(Purpose.SUPPLIER_PENDING, supplier, currency), left),
+                credit(AccountKey(Purpose.SUPPLIER_PAYABLE, supplier, currency), left),
+            ],
+            supplier_order=supplier_order_id,
+            supplier=supplier,
+        ),
+    )
+
+
+async def supplier_charge(
+    uow: UnitOfWork, supplier_id: str, currency: str, amount: int
+) -> tuple[list[Posting], dict[AccountKey, int]]:
+    """The debit side of charging a supplier `amount`: out of its payable as far as it goes
+    (never below zero: the floor to post with), the rest owed by it (its receivable)."""
+    payable = AccountKey(Purpose.SUPPLIER_PAYABLE, supplier_id, currency)
+    available = -(await store.running_balance(await uow.connection(), payable))
+    taken, owed = split_charge(amount, available)
+    receivable = AccountKey(Purpose.SUPPLIER_RECEIVABLE, supplier_id, currency)
+    return [debit(payable, taken), debit(receivable, owed)], {payable: 0}

@@ -308,3 +308,46 @@ async def postings_of(conn: AsyncConnection, transaction_pks: Sequence[int]) -> 
         .order_by(ledger_postings.c.pk)
     )
     return list(rows)
+
+
+async def statement_rows(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    currency: str,
+    purposes: Sequence[Purpose],
+    since: datetime | None,
+    until: datetime | None,
+) -> list[Any]:
+    """The postings on an owner's accounts (of these purposes, in one currency) posted in
+    [since, until], oldest first, with their transactions."""
+    query = (
+        sa.select(
+            ledger_postings.c.pk,
+            ledger_postings.c.amount,
+            ledger_postings.c.posted_at,
+            ledger_accounts.c.purpose,
+            ledger_transactions.c.id.label("transaction_id"),
+            ledger_transactions.c.key,
+            ledger_transactions.c.kind,
+            ledger_transactions.c.memo,
+        )
+        .select_from(
+            ledger_postings.join(
+                ledger_accounts, ledger_accounts.c.pk == ledger_postings.c.account_pk
+            ).join(
+                ledger_transactions, ledger_transactions.c.pk == ledger_postings.c.transaction_pk
+            )
+        )
+        .where(
+            ledger_accounts.c.owner == owner,
+            ledger_accounts.c.currency == currency,
+            ledger_accounts.c.purpose.in_([str(p) for p in purposes]),
+        )
+        .order_by(ledger_postings.c.pk)
+    )
+    if since is not None:
+        query = query.where(ledger_postings.c.posted_at >= since)
+    if until is not None:
+        query = query.where(ledger_postings.c.posted_at <= until)
+    return list(await conn.execute(query))

@@ -14,6 +14,7 @@ from marketplane.catalog import stock
 from marketplane.db.uow import UnitOfWork
 from marketplane.kernel.clock import utcnow
 from marketplane.kernel.errors import Conflict, FieldError, NotFound, ValidationFailed
+from marketplane.money import billing
 from marketplane.money import service as money
 from marketplane.orders import refunds, service, store
 from marketplane.orders.model import (
@@ -154,6 +155,11 @@ async def accept(
             for line in taken
         ],
     )  # fmt: skip
+    await billing.charge_for_order(
+        uow, supplier_order_id=part.id, supplier_id=part.supplier_id, client_id=part.client_id,
+        currency=part.currency, placed_at=found.order.created_at,
+        lines=[billing.OrderedLine(line.offer_id, line.category_id) for line in taken],
+    )  # fmt: skip
     paid = refunds.captured(found)
     if refused and paid is not None:
         gone = sum(line.amount for line in refused)
@@ -209,7 +215,7 @@ async def fulfil(
     )
     await transition(
         uow, OrderKind.SUPPLIER_ORDER, part.id, part.status, Action.FULFIL,
-        actor=actor, tracking=dict(tracking) if tracking else None,
+        actor=actor, tracking=dict(tracking) if tracking else None, fulfilled_at=utcnow(),
     )  # fmt: skip
     await publish(uow)
     return await service.supplier_order(

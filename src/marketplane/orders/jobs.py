@@ -1,14 +1,15 @@
 """The order jobs: expire unpaid orders, reject orders past their acceptance deadline, send
-owed refunds. Each is safe to run in several processes at once: every order is moved by a
-conditional update (of two processes one moves it, the other finds it moved and goes on), and
-a refund is sent with its own id as the provider's idempotency key and settled only from
-pending."""
+owed refunds, release the suppliers' money once the hold after fulfilment has passed. Each is
+safe to run in several processes at once: every order is moved by a conditional update (of two
+processes one moves it, the other finds it moved and goes on), a refund is sent with its own id
+as the provider's idempotency key and settled only from pending, and money is released once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 from marketplane.kernel.clock import utcnow
 from marketplane.kernel.errors import Conflict
@@ -111,22 +112,53 @@ async def send_refunds(new_uow: NewUnitOfWork, provider: PaymentProvider) -> int
     return settled
 
 
-async def sweep(new_uow: NewUnitOfWork, provider: PaymentProvider) -> int:
+async def release_funds(new_uow: NewUnitOfWork, *, hold_seconds: float) -> int:
+    """Moves the supplier's share of each sale fulfilled at least `hold_seconds` ago from
+    pending to payable (available to pay out), less what refunds took back of it."""
+    now = utcnow()
+    async with new_uow() as uow:
+        due = await store.releasable(
+            await uow.connection(), fulfilled_before=now - timedelta(seconds=hold_seconds),
+            limit=BATCH,
+        )  # fmt: skip
+    done = 0
+    for part in due:
+        async with new_uow() as uow:
+            conn = await uow.connection()
+            await store.order_by_id(conn, part.order_id, lock=True)  # as refunds do: no race
+            if not await store.mark_released(conn, part.id, utcnow()):
+                continue  # another process released it
+            await money.record_release(
+                uow, supplier_order_id=part.id, currency=part.currency,
+                earned_refunded=await store.earned_refunded(conn, part.id),
+            )  # fmt: skip
+            await uow.commit()
+            done += 1
+    return done
+
+
+async def sweep(new_uow: NewUnitOfWork, provider: PaymentProvider, *, hold_seconds: float) -> int:
     """One pass of every job."""
     return (
         await expire_unpaid(new_uow)
         + await enforce_deadlines(new_uow)
         + await send_refunds(new_uow, provider)
+        + await release_funds(new_uow, hold_seconds=hold_seconds)
     )
 
 
 async def work(
-    new_uow: NewUnitOfWork, provider: PaymentProvider, *, stop: asyncio.Event, every: float
+    new_uow: NewUnitOfWork,
+    provider: PaymentProvider,
+    *,
+    stop: asyncio.Event,
+    every: float,
+    hold_seconds: float,
 ) -> None:
     """Sweeps until `stop` is set."""
     while not stop.is_set():
         try:
-            await sweep(new_uow, provider)
+            await sweep(new_uow, provider, hold_seconds=hold_seconds)
         except Exception:  # the database may be briefly away: say so, try again next pass
             log.exception("an order sweep failed; retrying")
         with contextlib.suppress(TimeoutError):

@@ -201,6 +201,8 @@ class SupplierOrder:
     version: int
     created_at: datetime
     updated_at: datetime
+    fulfilled_at: datetime | None = None
+    released_at: datetime | None = None  # its money moved from held to available
 
     @property
     def refundable(self) -> int:

@@ -13,14 +13,13 @@ every refund. Its answers depend on nothing but their arguments, so any process 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 import orjson
 
+from marketplane.kernel import signing
 from marketplane.kernel.errors import BadRequest, Unauthorized
 
 
@@ -113,7 +112,7 @@ class TestProvider:
         return Answer(Outcome.SUCCEEDED, f"tr_{refund_id}")
 
     def sign(self, body: bytes) -> str:
-        return hmac.new(self._secret, body, hashlib.sha256).hexdigest()
+        return signing.sign(self._secret, body)
 
     def make_callback(
         self,
@@ -138,8 +137,7 @@ class TestProvider:
         return {SIGNATURE_HEADER: self.sign(body), "content-type": "application/json"}, body
 
     def callback(self, *, headers: dict[str, str], body: bytes) -> Callback:
-        signature = headers.get(SIGNATURE_HEADER, "")
-        if not hmac.compare_digest(signature, self.sign(body)):
+        if not signing.verify(self._secret, body, headers.get(SIGNATURE_HEADER, "")):
             raise Unauthorized("the callback's signature does not match", code="bad_signature")
         try:
             data = orjson.loads(body)

@@ -174,6 +174,10 @@ class SupplierOrderOut(BaseModel):
     accepted_total: MoneyOut
     accept_by: datetime | None
     tracking: dict[str, Any] | None
+    fulfilled_at: datetime | None
+    released_at: datetime | None = Field(
+        description="When its money moved from held (pending) to available for payout."
+    )
     lines: list[SupplierLineOut]
     version: int
     created_at: datetime

@@ -60,6 +60,8 @@ supplier_orders = sa.Table(
     sa.Column("refunded_amount", sa.BigInteger, nullable=False),
     sa.Column("accept_by", UtcDateTime, nullable=True),
     sa.Column("tracking", Json, nullable=True),
+    sa.Column("fulfilled_at", UtcDateTime, nullable=True),
+    sa.Column("released_at", UtcDateTime, nullable=True),  # its money moved from pending
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
@@ -168,6 +170,8 @@ def _supplier_order(row: Any) -> SupplierOrder:
         refunded_amount=row.refunded_amount,
         accept_by=row.accept_by,
         tracking=row.tracking,
+        fulfilled_at=row.fulfilled_at,
+        released_at=row.released_at,
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -565,3 +569,27 @@ async def due(
         .limit(limit)
     )
     return [r.id for r in rows]
+
+
+async def releasable(conn: AsyncConnection, *, fulfilled_before: datetime, limit: int) -> list[Any]:
+    """Supplier orders fulfilled before the time given whose money is still held."""
+    rows = await conn.execute(
+        sa.select(supplier_orders.c.id, supplier_orders.c.order_id, supplier_orders.c.currency)
+        .where(
+            supplier_orders.c.released_at.is_(None),
+            supplier_orders.c.fulfilled_at.is_not(None),
+            supplier_orders.c.fulfilled_at <= fulfilled_before,
+        )
+        .order_by(supplier_orders.c.fulfilled_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def mark_released(conn: AsyncConnection, supplier_order_id: str, at: datetime) -> bool:
+    result = await conn.execute(
+        supplier_orders.update()
+        .where(supplier_orders.c.id == supplier_order_id, supplier_orders.c.released_at.is_(None))
+        .values(released_at=at)
+    )
+    return bool(result.rowcount)

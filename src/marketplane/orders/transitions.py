@@ -284,6 +284,8 @@ def present_part(found: Detail, part: SupplierOrder) -> dict[str, Any]:
         "accepted_total": _money(accepted, part.currency),
         "accept_by": _when(part.accept_by),
         "tracking": part.tracking,
+        "fulfilled_at": _when(part.fulfilled_at),
+        "released_at": _when(part.released_at),
         "lines": [_line(line, supplier_side=True) for line in lines],
         "version": part.version,
         "created_at": rfc3339(part.created_at),

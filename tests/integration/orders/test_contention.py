@@ -6,6 +6,7 @@ from a second engine) move each order once, and a provider's callbacks apply onc
 from __future__ import annotations
 
 import asyncio
+import functools
 import contextlib
 from collections import Counter
 from collections.abc import Awaitable
@@ -284,7 +285,7 @@ async def test_concurrent_deadline_and_refund_jobs_reject_once_and_refund_once(
     assert sum(sent) == 16
     for row in await table_rows(platform, store.orders):
         assert row.refunded_amount == row.amount
-    assert await jobs.sweep(platform.uow, provider(platform)) == 0
+    assert await jobs.sweep(platform.uow, provider(platform), hold_seconds=3600) == 0
 
 
 async def test_every_job_at_once_moves_each_order_once(platform: Platform) -> None:
@@ -313,7 +314,9 @@ async def test_every_job_at_once_moves_each_order_once(platform: Platform) -> No
         parts=[p.id for d in [*paid, kept] for p in d.parts],
     )
     # when: whole sweeps, several at once, from two engines
-    done = await run_everywhere(platform, jobs.sweep, provider(platform))
+    done = await run_everywhere(
+        platform, functools.partial(jobs.sweep, hold_seconds=3600), provider(platform)
+    )
     # then: 5 expired + 8 rejected + 8 refunds settled, once each
     assert sum(done) == 5 + 8 + 8
     counted = moves(await history_rows(platform))

@@ -15,6 +15,7 @@ from marketplane.http import store_cache
 from marketplane.http.deps import PlatformDep, StoreReaderDep
 from marketplane.http.openapi import READ
 from marketplane.kernel.errors import ValidationFailed
+from marketplane.money import billing
 
 router = APIRouter(prefix="/store/v1", tags=["store: catalog"])
 
@@ -89,7 +90,11 @@ async def list_offers(request: Request, platform: PlatformDep, principal: StoreR
         parsed = parse_search(params)
         if isinstance(parsed, list):
             raise ValidationFailed(f"{parsed[0].field}: {parsed[0].message}", errors=parsed)
-        return await service.search_offers(uow, view=principal.client, request=parsed)
+        sponsors = [] if parsed.cursor else await billing.sponsors(uow, None)
+        return await service.search_offers(
+            uow, view=principal.client, request=parsed,
+            sponsors=list(dict.fromkeys((b.supplier_id, b.category_id) for b in sponsors)),
+        )  # fmt: skip
 
     return await store_cache.answer(request, platform, principal.client, compute)
 

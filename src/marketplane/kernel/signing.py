@@ -1,0 +1,14 @@
+"""HMAC-SHA256 signatures of request bodies, as the built-in test providers sign callbacks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    return hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: bytes, body: bytes, signature: str) -> bool:
+    return hmac.compare_digest(signature, sign(secret, body))

@@ -1,0 +1,216 @@
+"""Payout tables and their SQL. A payout's status moves by a conditional update (`WHERE status
+IN …`), so of two processes settling one payout exactly one does."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from marketplane.db.metadata import metadata
+from marketplane.db.types import UtcDateTime
+from marketplane.money.model import (
+    Payout,
+    PayoutSettings,
+    PayoutStatus,
+    PayoutTrigger,
+    Schedule,
+)
+
+Id = sa.String(40)
+
+payout_settings = sa.Table(
+    "payout_settings",
+    metadata,
+    sa.Column("supplier_id", Id, primary_key=True),
+    sa.Column("destination", sa.String(200), nullable=False),
+    sa.Column("schedule", sa.String(10), nullable=False),
+    sa.Column("minimum", sa.BigInteger, nullable=False),
+    sa.Column("next_run_at", UtcDateTime, nullable=True),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+payouts = sa.Table(
+    "payouts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("supplier_id", Id, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("netted", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("trigger", sa.String(20), nullable=False),
+    sa.Column("destination", sa.String(200), nullable=False),
+    sa.Column("reference", sa.String(200), nullable=True),
+    sa.Column("failure_code", sa.String(60), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+payout_callbacks = sa.Table(
+    "payout_callbacks",
+    metadata,
+    sa.Column("provider", sa.String(40), primary_key=True),
+    sa.Column("event_id", sa.String(200), primary_key=True),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+)
+
+
+def _settings(row: Any) -> PayoutSettings:
+    return PayoutSettings(
+        supplier_id=row.supplier_id,
+        destination=row.destination,
+        schedule=Schedule(row.schedule),
+        minimum=row.minimum,
+        next_run_at=row.next_run_at,
+    )
+
+
+def _payout(row: Any) -> Payout:
+    return Payout(
+        id=row.id,
+        supplier_id=row.supplier_id,
+        currency=row.currency,
+        amount=row.amount,
+        netted=row.netted,
+        status=PayoutStatus(row.status),
+        trigger=PayoutTrigger(row.trigger),
+        destination=row.destination,
+        reference=row.reference,
+        failure_code=row.failure_code,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _insert(conn: AsyncConnection) -> Any:
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+
+async def save_settings(conn: AsyncConnection, found: PayoutSettings, at: datetime) -> None:
+    values = {
+        "supplier_id": found.supplier_id, "destination": found.destination,
+        "schedule": str(found.schedule), "minimum": found.minimum,
+        "next_run_at": found.next_run_at, "updated_at": at,
+    }  # fmt: skip
+    statement = _insert(conn)(payout_settings).values(values)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["supplier_id"],
+            set_={k: statement.excluded[k] for k in values if k != "supplier_id"},
+        )
+    )
+
+
+async def settings_of(conn: AsyncConnection, supplier_id: str) -> PayoutSettings | None:
+    row = (
+        await conn.execute(
+            payout_settings.select().where(payout_settings.c.supplier_id == supplier_id)
+        )
+    ).first()
+    return _settings(row) if row else None
+
+
+async def due_settings(conn: AsyncConnection, now: datetime, limit: int) -> list[PayoutSettings]:
+    rows = await conn.execute(
+        payout_settings.select()
+        .where(payout_settings.c.next_run_at <= now)
+        .order_by(payout_settings.c.next_run_at)
+        .limit(limit)
+    )
+    return [_settings(r) for r in rows]
+
+
+async def advance_run(
+    conn: AsyncConnection, supplier_id: str, *, seen: datetime, to: datetime | None
+) -> bool:
+    """Moves a schedule's next run on, only from the run this process saw (one process runs
+    each scheduled payout)."""
+    result = await conn.execute(
+        payout_settings.update()
+        .where(payout_settings.c.supplier_id == supplier_id, payout_settings.c.next_run_at == seen)
+        .values(next_run_at=to)
+    )
+    return bool(result.rowcount)
+
+
+async def insert_payout(conn: AsyncConnection, payout: Payout) -> None:
+    await conn.execute(
+        payouts.insert().values(
+            id=payout.id,
+            supplier_id=payout.supplier_id,
+            currency=payout.currency,
+            amount=payout.amount,
+            netted=payout.netted,
+            status=str(payout.status),
+            trigger=str(payout.trigger),
+            destination=payout.destination,
+            reference=payout.reference,
+            failure_code=payout.failure_code,
+            created_at=payout.created_at,
+            updated_at=payout.updated_at,
+        )
+    )
+
+
+async def move_payout(
+    conn: AsyncConnection,
+    payout_id: str,
+    *,
+    current: Collection[PayoutStatus],
+    target: PayoutStatus,
+    at: datetime,
+    reference: str | None = None,
+    failure_code: str | None = None,
+) -> bool:
+    values: dict[str, Any] = {"status": str(target), "updated_at": at}
+    if reference is not None:
+        values["reference"] = reference
+    if failure_code is not None:
+        values["failure_code"] = failure_code
+    result = await conn.execute(
+        payouts.update()
+        .where(payouts.c.id == payout_id, payouts.c.status.in_([str(s) for s in current]))
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def payout_by_id(conn: AsyncConnection, payout_id: str) -> Payout | None:
+    row = (await conn.execute(payouts.select().where(payouts.c.id == payout_id))).first()
+    return _payout(row) if row else None
+
+
+async def list_payouts(
+    conn: AsyncConnection, *, supplier_id: str | None, before: str | None, limit: int | None
+) -> list[Payout]:
+    query = payouts.select().order_by(payouts.c.id.desc()).limit(limit)
+    if supplier_id is not None:
+        query = query.where(payouts.c.supplier_id == supplier_id)
+    if before is not None:
+        query = query.where(payouts.c.id < before)
+    return [_payout(r) for r in await conn.execute(query)]
+
+
+async def unsent(conn: AsyncConnection, *, older_than: datetime, limit: int) -> list[Payout]:
+    """Payouts recorded but never answered by the provider (a process stopped in between)."""
+    rows = await conn.execute(
+        payouts.select()
+        .where(payouts.c.status == str(PayoutStatus.PENDING), payouts.c.created_at <= older_than)
+        .order_by(payouts.c.created_at)
+        .limit(limit)
+    )
+    return [_payout(r) for r in rows]
+
+
+async def note_callback(conn: AsyncConnection, provider: str, event_id: str, at: datetime) -> bool:
+    """True the first time a provider's callback is seen."""
+    result = await conn.execute(
+        _insert(conn)(payout_callbacks)
+        .values(provider=provider, event_id=event_id, received_at=at)
+        .on_conflict_do_nothing()
+    )
+    return bool(result.rowcount)
