@@ -6,8 +6,8 @@ from a second engine) move each order once, and a provider's callbacks apply onc
 from __future__ import annotations
 
 import asyncio
-import functools
 import contextlib
+import functools
 from collections import Counter
 from collections.abc import Awaitable
 from typing import Any, TypeVar
