@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from marketplane.access import service as access
 from marketplane.access.model import Permission, Principal
 from marketplane.catalog import service as catalog
 from marketplane.catalog.schemas import MoneyOut
@@ -159,6 +160,7 @@ async def list_plans(platform: PlatformDep, _: Principal = Reader) -> Any:
 )  # fmt: skip
 async def subscribe(body: SubscriptionIn, platform: PlatformDep, _: Principal = Writer) -> Any:
     async with platform.uow() as uow:
+        await access.get_supplier(uow, supplier_id=body.supplier)
         found = await billing.subscribe(
             uow, supplier_id=body.supplier, plan_id=body.plan, start=body.start
         )

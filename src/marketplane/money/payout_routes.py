@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from marketplane.access import service as access
 from marketplane.access.model import Permission, Principal
 from marketplane.bootstrap import Platform
 from marketplane.catalog.schemas import MoneyOut
@@ -28,6 +29,13 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 Currency = Annotated[str, Query(pattern="^[A-Z]{3}$")]
 PAYOUT_CONFLICTS = {**WRITE, **problems(409)}
+STATEMENT = {
+    200: {
+        "description": "The statement: JSON, or CSV with `format=csv`",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    },
+    **READ,
+}
 
 
 class SettingsIn(BaseModel):
@@ -117,6 +125,12 @@ def _time(name: str, value: str | None) -> datetime | None:
         raise field_error(name, "invalid_time", f"{value!r} is not a time") from exc
 
 
+async def _known(platform: Platform, supplier_id: str) -> None:
+    """Operators name the supplier: one that exists."""
+    async with platform.uow(write=False) as uow:
+        await access.get_supplier(uow, supplier_id=supplier_id)
+
+
 async def _configure(platform: Platform, supplier_id: str, body: SettingsIn) -> Any:
     async with platform.uow() as uow:
         found = await payouts.configure(
@@ -183,7 +197,7 @@ async def _statement(
             until=_time("until", until) or utcnow(),
         )  # fmt: skip
     if format == "csv":
-        name = f"statement-{supplier_id}-{currency}.csv"
+        name = f"statement-{currency}.csv"
         return Response(
             statements.as_csv(found),
             media_type="text/csv; charset=utf-8",
@@ -271,7 +285,7 @@ async def supply_get_payout(payout_id: str, principal: SupplierDep, platform: Pl
 
 
 @supply.get(
-    "/statements", response_model=StatementOut, responses=READ,
+    "/statements", response_model=StatementOut, responses=STATEMENT,
     operation_id="supply_statement", description=STATEMENT_DOC,
 )  # fmt: skip
 async def supply_statement(
@@ -298,6 +312,7 @@ Writer = Depends(admin(Permission.MONEY_WRITE))
 async def admin_set_settings(
     supplier_id: str, body: SettingsIn, platform: PlatformDep, _: Principal = Writer
 ) -> Any:
+    await _known(platform, supplier_id)
     return await _configure(platform, supplier_id, body)
 
 
@@ -317,6 +332,7 @@ async def admin_settings(supplier_id: str, platform: PlatformDep, _: Principal =
 async def admin_create_payout(
     supplier_id: str, body: PayoutIn, platform: PlatformDep, _: Principal = Writer
 ) -> Any:
+    await _known(platform, supplier_id)
     return await _pay_out(platform, supplier_id, body.currency, PayoutTrigger.OPERATOR)
 
 
@@ -343,7 +359,7 @@ async def admin_get_payout(payout_id: str, platform: PlatformDep, _: Principal =
 
 
 @operator.get(
-    "/suppliers/{supplier_id}/statement", response_model=StatementOut, responses=READ,
+    "/suppliers/{supplier_id}/statement", response_model=StatementOut, responses=STATEMENT,
     operation_id="admin_supplier_statement", description=STATEMENT_DOC,
 )  # fmt: skip
 async def admin_statement(
@@ -355,6 +371,7 @@ async def admin_statement(
     format: Format = "json",
     _: Principal = Reader,
 ) -> Any:
+    await _known(platform, supplier_id)
     return await _statement(platform, supplier_id, currency, since, until, format)
 
 
