@@ -18,11 +18,11 @@ demo: $(STAMP)
 	$(BIN)/marketplane demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python tools/test_split.py $(ARGS)
 
 check: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -30,8 +30,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/search.py
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench tools
+	$(BIN)/ruff check --fix src tests bench tools
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -65,4 +65,12 @@ def test_the_demo_serves_a_marketplace_and_its_curl_lines_work(tmp_path: Path) -
         assert len(orders["data"]) == 3 and orders["has_more"]
         waiting = next(r for r in responses if "/supply/v1/orders" in str(r.request.url)).json()
         assert [o["status"] for o in waiting["data"]] == ["awaiting_acceptance"]
+        paid = next(r for r in responses if "/supply/v1/payouts" in str(r.request.url)).json()
+        assert [p["status"] for p in paid["data"]] == ["paid"]
+        statement = next(r for r in responses if "/statements" in str(r.request.url))
+        assert statement.headers["content-type"].startswith("text/csv")
+        assert "payout_opened" in statement.text
+        sponsored = next(r for r in responses if "category=books&limit=4" in str(r.request.url))
+        first, *rest = sponsored.json()["data"]
+        assert first["sponsored"] is True and rest and all("sponsored" not in o for o in rest)
     assert (tmp_path / "demo.db").exists()

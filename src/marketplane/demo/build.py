@@ -17,6 +17,9 @@ from marketplane.catalog import service as catalog
 from marketplane.catalog.model import OfferDraft
 from marketplane.db.uow import UnitOfWork
 from marketplane.demo import data
+from marketplane.money import billing, payouts
+from marketplane.money import service as money
+from marketplane.money.model import BidBasis, PayoutTrigger, Schedule
 from marketplane.orders import decisions, jobs
 from marketplane.orders import service as orders
 from marketplane.orders.model import LineRequest
@@ -36,6 +39,7 @@ class DemoSummary:
     client_ids: dict[str, str] = field(default_factory=dict)
     offers: int = 0
     orders: int = 0
+    payouts: int = 0
 
     def walkthrough(self, base: str) -> str:
         web = self.client_keys["web shop (secret)"]
@@ -68,6 +72,15 @@ class DemoSummary:
             f'curl -s "{base}/store/v1/orders?limit=3" -H "Authorization: Bearer {web}"',
             f'curl -s "{base}/supply/v1/orders?status=awaiting_acceptance" '
             f'-H "Authorization: Bearer {supplier}"',
+            f"# the money: {self.payouts} payout made, the supplier's statement, the ledger",
+            f'curl -s "{base}/supply/v1/payouts" -H "Authorization: Bearer {supplier}"',
+            f'curl -s "{base}/supply/v1/statements?currency=EUR&format=csv" '
+            f'-H "Authorization: Bearer {supplier}"',
+            f'curl -s "{base}/admin/v1/ledger/accounts" '
+            f'-H "Authorization: Bearer {self.operator_key}"',
+            "# Chapter House bids for sponsored placement on books: its offers come first",
+            f'curl -s "{base}/store/v1/offers?category=books&limit=4&fields=title,supplier" '
+            f'-H "Authorization: Bearer {web}"',
             "",
             f"API docs: {base}/docs",
         ]
@@ -186,10 +199,48 @@ async def build_demo(
                 summary.offers += await _load(
                     platform, summary.supplier_ids[name], drafts, progress, task
                 )
+        await _demo_terms(platform, summary)
         summary.orders = await _demo_orders(platform, summary)
+        summary.payouts = await _demo_payouts(platform, summary)
     finally:
         await platform.close()
     return summary
+
+
+async def _demo_terms(platform: Platform, summary: DemoSummary) -> None:
+    """12% commission, a subscription plan for Chapter House, and its bid for placement."""
+    chapter = summary.supplier_ids["Chapter House"]
+    async with platform.uow() as uow:
+        await money.add_commission_rule(
+            uow, supplier_id=None, category_id=None, rate_bps=1200, fixed=0, currency=None,
+            effective_from=None, effective_to=None,
+        )  # fmt: skip
+        plan = await billing.create_plan(uow, name="Pro", amount=2900, currency="EUR")
+        await billing.subscribe(uow, supplier_id=chapter, plan_id=plan.id, start=None)
+        books = await catalog.get_category(uow, ref="books")
+        await billing.place_bid(
+            uow, supplier_id=chapter, category_id=books.id, basis=BidBasis.CLICK, amount=25,
+            currency="EUR",
+        )  # fmt: skip
+        await uow.commit()
+
+
+async def _demo_payouts(platform: Platform, summary: DemoSummary) -> int:
+    """The fulfilled orders' money released (the demo does not wait for the hold), and Paper
+    Lane Books paid what it is owed."""
+    await jobs.release_funds(platform.uow, hold_seconds=0)
+    supplier = summary.supplier_ids["Paper Lane Books"]
+    async with platform.uow() as uow:
+        await payouts.configure(
+            uow, platform.payouts, supplier_id=supplier, destination="acct_test_ok",
+            schedule=Schedule.WEEKLY, minimum=100,
+        )  # fmt: skip
+        payout = await payouts.open_payout(
+            uow, supplier_id=supplier, currency="EUR", trigger=PayoutTrigger.SUPPLIER
+        )
+        await uow.commit()
+    await payouts.send(platform.uow, platform.payouts, payout)
+    return 1
 
 
 async def _demo_orders(platform: Platform, summary: DemoSummary) -> int:

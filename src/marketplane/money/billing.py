@@ -163,12 +163,14 @@ async def place_bid(
     uow: UnitOfWork, *, supplier_id: str, category_id: str, basis: BidBasis, amount: int,
     currency: str,
 ) -> Bid:  # fmt: skip
-    """A bid from now on; it replaces the supplier's bid of that basis on the category."""
+    """A bid from now on; it replaces the supplier's bid of that basis and currency on the
+    category."""
     now = utcnow()
     conn = await uow.connection()
     await billing_store.end_bids(
-        conn, supplier_id=supplier_id, category_id=category_id, basis=basis, at=now
-    )
+        conn, supplier_id=supplier_id, category_id=category_id, basis=basis, at=now,
+        currency=currency,
+    )  # fmt: skip
     bid = Bid(new_id("bid"), supplier_id, category_id, basis, amount, currency, now, None)
     await billing_store.insert_bid(conn, bid, now)
     return bid

@@ -183,9 +183,10 @@ async def insert_bid(conn: AsyncConnection, bid: Bid, at: datetime) -> None:
 
 async def end_bids(
     conn: AsyncConnection, *, supplier_id: str, category_id: str, basis: BidBasis | None,
-    at: datetime, bid_id: str | None = None,
+    at: datetime, bid_id: str | None = None, currency: str | None = None,
 ) -> int:  # fmt: skip
-    """Ends a supplier's bids in force on a category (of one basis, or one bid) at `at`."""
+    """Ends a supplier's bids in force on a category (of one basis and currency), or one bid,
+    at `at`."""
     conditions = [
         ad_bids.c.supplier_id == supplier_id,
         sa.or_(ad_bids.c.effective_to.is_(None), ad_bids.c.effective_to > at),
@@ -196,6 +197,8 @@ async def end_bids(
         conditions.append(ad_bids.c.category_id == category_id)
     if basis is not None:
         conditions.append(ad_bids.c.basis == str(basis))
+    if currency is not None:
+        conditions.append(ad_bids.c.currency == currency)
     result = await conn.execute(ad_bids.update().where(*conditions).values(effective_to=at))
     return int(result.rowcount)
 

@@ -36,20 +36,21 @@ async def post(
     supplier's payable never below zero) — refused as `insufficient_balance` if it would."""
     conn = await uow.connection()
     print_ = fingerprint(entry)
-    existing = await store.transaction_by_key(conn, entry.key)
-    if existing is not None:
+    now = utcnow()
+    transaction_id = new_id("ltx")
+    # Claimed first, in one statement: a new key (the usual case) costs no lookup.
+    transaction_pk = await store.insert_transaction(
+        conn, transaction_id=transaction_id, entry=entry, fingerprint=print_, at=now
+    )
+    if transaction_pk is None:
+        existing = await store.transaction_by_key(conn, entry.key)
         if existing.fingerprint != print_:
             raise KeyReused(
                 f"the ledger key {entry.key!r} was posted with other amounts",
                 extra={"transaction": existing.id},
             )
         return str(existing.id)
-    now = utcnow()
     pks = await store.account_pks(conn, [p.account for p in entry.postings], now)
-    transaction_id = new_id("ltx")
-    transaction_pk = await store.insert_transaction(
-        conn, transaction_id=transaction_id, entry=entry, fingerprint=print_, at=now
-    )
     # Account rows in key order: two transactions touching the same accounts lock them alike.
     # Only accounts with a floor to keep keep a running balance: the platform's own accounts,
     # touched by every sale, would otherwise serialize every sale on one row.

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from marketplane.db.metadata import metadata
 from marketplane.db.types import UtcDateTime
 from marketplane.money.model import (
+    PAYOUT_OPEN,
     Payout,
     PayoutSettings,
     PayoutStatus,
@@ -193,6 +194,19 @@ async def list_payouts(
     if before is not None:
         query = query.where(payouts.c.id < before)
     return [_payout(r) for r in await conn.execute(query)]
+
+
+async def in_transit(conn: AsyncConnection, supplier_id: str) -> dict[str, int]:
+    """Per currency, what the supplier's payouts not yet settled hold."""
+    rows = await conn.execute(
+        sa.select(payouts.c.currency, sa.func.sum(payouts.c.amount).label("amount"))
+        .where(
+            payouts.c.supplier_id == supplier_id,
+            payouts.c.status.in_([str(s) for s in PAYOUT_OPEN]),
+        )
+        .group_by(payouts.c.currency)
+    )
+    return {r.currency: int(r.amount) for r in rows}
 
 
 async def unsent(conn: AsyncConnection, *, older_than: datetime, limit: int) -> list[Payout]:

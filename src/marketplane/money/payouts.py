@@ -112,21 +112,15 @@ async def position(uow: UnitOfWork, supplier_id: str) -> dict[str, dict[str, int
         Purpose.SUPPLIER_PAYABLE: "available",
         Purpose.SUPPLIER_RECEIVABLE: "owed",
     }
+    empty = dict.fromkeys(("pending", "available", "owed", "in_transit"), 0)
     found: dict[str, dict[str, int]] = {}
     for row in await store.balances(conn, owner=supplier_id, purposes=list(names)):
         sign = 1 if row.purpose == Purpose.SUPPLIER_RECEIVABLE else -1
-        into = found.setdefault(row.currency, dict.fromkeys(("pending", "available", "owed"), 0))
-        into[names[Purpose(row.purpose)]] = sign * int(row.balance)
-    for payout in await payout_store.list_payouts(
-        conn, supplier_id=supplier_id, before=None, limit=None
-    ):
-        if payout.status in PAYOUT_OPEN:
-            into = found.setdefault(
-                payout.currency, dict.fromkeys(("pending", "available", "owed"), 0)
-            )
-            into["in_transit"] = into.get("in_transit", 0) + payout.amount
-    for into in found.values():
-        into.setdefault("in_transit", 0)
+        found.setdefault(row.currency, dict(empty))[names[Purpose(row.purpose)]] = sign * int(
+            row.balance
+        )
+    for currency, amount in (await payout_store.in_transit(conn, supplier_id)).items():
+        found.setdefault(currency, dict(empty))["in_transit"] = amount
     return found
 
 
