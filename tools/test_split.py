@@ -1,7 +1,8 @@
 """`make test`: the whole suite, as two pytest processes at once over disjoint halves of about
 equal time, so both cores work: the end-to-end tests through the API in one; the integration
-and unit tests with the end-to-end tests that mostly wait on server processes in the other. Each process has its own
-PostgreSQL databases (named by process id), SQLite files and ports, so the halves never meet.
+and unit tests with the end-to-end tests that mostly wait on server processes in the other.
+Each process has its own PostgreSQL databases (named by process id), SQLite files and ports,
+so the halves never meet.
 Prints each half's report when it ends; fails when either fails.
 
 Arguments, when given, go to one plain pytest run instead (`make test ARGS=tests/unit`).
