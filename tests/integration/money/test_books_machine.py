@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import shutil
 import sqlite3
 from collections import Counter
@@ -609,7 +608,7 @@ def test_ten_thousand_operations_keep_the_books_exact_on_sqlite(
     drive(
         sqlite_url,
         tmp_path,
-        operations=int(os.environ.get("BOOKS_OPS", 10_000)),
+        operations=10_000,
         examples=10,
         steps=500,
     )
