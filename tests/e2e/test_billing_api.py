@@ -9,7 +9,7 @@ from datetime import timedelta
 from test_money_api import held
 from test_orders_api import line, place, post, shop
 
-from conftest import Market
+from conftest import Market, book
 from marketplane.bootstrap import Platform
 from marketplane.kernel.clock import utcnow
 from marketplane.money import billing_store
@@ -160,3 +160,48 @@ async def test_an_order_after_a_sponsored_click_is_charged_the_order_bid(market:
     assert kinds.count("advertising_order") == 1 and "advertising_click" not in kinds
     bids = await market.admin("GET", "/admin/v1/bids")
     assert [(b["basis"], b["price"]["amount"]) for b in bids.json()] == [("order", 300)]
+
+
+async def test_the_highest_bids_come_first_each_placing_its_own_currency(market: Market) -> None:
+    # given: Alice bids 10 a click, Bob 50; Carol bids a great deal, but in USD on EUR offers
+    s = await shop(market)
+    _, carol = await market.supplier("Carol")
+    c = await market.put(carol, "C1", book(amount=1500, isbn="9780141439518"))
+    assert c.status_code == 201, c.text
+    for key, amount, currency in ((s["alice"], 10, "EUR"), (s["bob"], 50, "EUR"),
+                                  (carol, 10**6, "USD")):  # fmt: skip
+        made = await post(
+            market, key, "/supply/v1/bids",
+            {"category": "books", "basis": "click",
+             "price": {"amount": amount, "currency": currency}},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+    # when
+    page = await market.api.get(
+        "/store/v1/offers", params={"category": "books"}, headers=market.auth(s["client"])
+    )
+    # then: Bob's, then Alice's; Carol's book only among the others
+    shown = [(o["id"], o.get("sponsored")) for o in page.json()["data"]]
+    assert shown == [(s["b1"], True), (s["a1"], True), (c.json()["id"], None)]
+
+
+async def test_times_without_an_offset_and_odd_signatures_are_refused_cleanly(
+    market: Market,
+) -> None:
+    s = await shop(market)
+    plan = await market.admin(
+        "POST",
+        "/admin/v1/plans",
+        json={"name": "Basic", "price": {"amount": 900, "currency": "EUR"}},
+    )
+    naive = await market.admin(
+        "POST", "/admin/v1/subscriptions",
+        json={"supplier": s["alice_id"], "plan": plan.json()["id"], "start": "2026-11-01T00:00:00"},
+    )  # fmt: skip
+    assert naive.status_code == 422, naive.text
+    odd = await market.api.post(
+        "/hooks/payouts/test",
+        content=b"{}",
+        headers={"test-signature": ("\u00e9" * 64).encode("latin-1")},
+    )
+    assert odd.status_code == 401, odd.text

@@ -330,20 +330,24 @@ def plan(
 
 
 SPONSORED_SLOTS = 2  # at most, at the top of a first page, never more than half of it
-SPONSOR_PAIRS = 50  # the highest bids looked at
+SPONSOR_TRIES = 10  # bids looked at, highest first, to fill them
 
 
 def sponsored(
-    where: list[ColumnElement[bool]], pairs: Sequence[tuple[str, str]], sqlite: bool
+    where: list[ColumnElement[bool]], bid: tuple[str, str, str], sqlite: bool
 ) -> sa.Select[Any]:
-    """The matching offers of the highest bidders: `pairs` of (supplier, category), highest
-    bid first."""
-    chosen = sa.tuple_(offers.c.supplier_id, offers.c.category_id).in_(list(pairs[:SPONSOR_PAIRS]))
+    """The newest matching offer a bid (supplier, category, currency) places."""
+    supplier, category, currency = bid
     return (
         sa.select(*store_columns(sqlite))
-        .where(*where, chosen)
+        .where(
+            *where,
+            offers.c.supplier_id == supplier,
+            offers.c.category_id == category,
+            offers.c.currency == currency,
+        )
         .order_by(offers.c.pk.desc())
-        .limit(SPONSOR_PAIRS)
+        .limit(1)
     )
 
 

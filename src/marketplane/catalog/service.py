@@ -31,6 +31,7 @@ from marketplane.catalog.model import (
 )
 from marketplane.catalog.search import (
     SMALL_SET,
+    SPONSOR_TRIES,
     SPONSORED_SLOTS,
     SearchPlan,
     TextMatch,
@@ -610,23 +611,24 @@ def _empty_page(request: SearchRequest) -> dict[str, Any]:
 async def _sponsored(
     uow: UnitOfWork,
     planned: SearchPlan,
-    sponsors: Sequence[tuple[str, str]],
+    sponsors: Sequence[tuple[str, str, str]],
     category_ids: Sequence[str] | None,
     limit: int,
 ) -> list[Any]:
-    """The sponsored placements of a first page: matching offers of the highest bidders, one
-    per supplier, at most `SPONSORED_SLOTS` and half the page."""
+    """The sponsored placements of a first page: for the highest bids in turn, the newest
+    matching offer each places, one per supplier, at most `SPONSORED_SLOTS` and half the
+    page."""
     slots = min(SPONSORED_SLOTS, limit // 2)
-    pairs = [p for p in sponsors if category_ids is None or p[1] in category_ids]
-    if not slots or not pairs:
-        return []
-    rank = {pair: i for i, pair in reversed(list(enumerate(pairs)))}
-    found = await uow.fetch(sponsored(planned.where, pairs, uow.dialect == "sqlite"))
+    bids = [b for b in sponsors if category_ids is None or b[1] in category_ids]
+    sqlite = uow.dialect == "sqlite"
     chosen: list[Any] = []
-    for row in sorted(found, key=lambda r: rank[(r.supplier_id, r.category_id)]):
-        if all(c.supplier_id != row.supplier_id for c in chosen):
-            chosen.append(row)
-    return chosen[:slots]
+    for bid in bids[:SPONSOR_TRIES]:
+        if len(chosen) >= slots:
+            break
+        if any(c.supplier_id == bid[0] for c in chosen):
+            continue
+        chosen.extend(await uow.fetch(sponsored(planned.where, bid, sqlite)))
+    return chosen
 
 
 async def search_offers(
@@ -634,11 +636,11 @@ async def search_offers(
     *,
     view: ClientView | None,
     request: SearchRequest,
-    sponsors: Sequence[tuple[str, str]] = (),
+    sponsors: Sequence[tuple[str, str, str]] = (),
 ) -> dict[str, Any]:
-    """One page of the store's offers, with facets when asked for. `sponsors`: (supplier,
-    category) pairs bidding for placement, highest first; on a first page their matching
-    offers come first, flagged `sponsored`."""
+    """One page of the store's offers, with facets when asked for. `sponsors`: bids for
+    placement as (supplier, category, currency), highest first; on a first page the offers
+    they place come first, flagged `sponsored`."""
     fp = fingerprint(request.fingerprint_params())
     text = TextMatch(uow.dialect)
     arity = 2 if request.sort is not Sort.NEWEST else 1

@@ -82,16 +82,17 @@ async def subscribe(
     if await billing_store.plan_by_id(conn, plan_id) is None:
         raise field_error("plan", "unknown_plan", f"no plan {plan_id}")
     now = utcnow()
+    active = Conflict(
+        "the supplier is subscribed already: end its subscription first",
+        code="subscription_active",
+    )
     for current in await billing_store.subscriptions_of(conn, supplier_id):
         if current.ended_at is None or current.ended_at > now:
-            raise Conflict(
-                f"the supplier is subscribed already ({current.id}): end it first",
-                code="subscription_active",
-                extra={"subscription": current.id},
-            )
+            raise active
     begins = start or now
     found = Subscription(new_id("sub"), supplier_id, plan_id, begins, None, begins)
-    await billing_store.insert_subscription(conn, found, now)
+    if not await billing_store.insert_subscription(conn, found, now):
+        raise active  # another request subscribed it meanwhile
     await bill(uow, found.id, now)
     return found
 

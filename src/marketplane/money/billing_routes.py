@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
 from marketplane.access import service as access
 from marketplane.access.model import Permission, Principal
@@ -52,11 +52,11 @@ class PlanOut(BaseModel):
 class SubscriptionIn(Strict):
     supplier: str = Field(max_length=40)
     plan: str = Field(max_length=40)
-    start: datetime | None = Field(default=None, description="Default: now.")
+    start: AwareDatetime | None = Field(default=None, description="Default: now.")
 
 
 class EndIn(Strict):
-    at: datetime | None = Field(default=None, description="Default: now.")
+    at: AwareDatetime | None = Field(default=None, description="Default: now.")
 
 
 class SubscriptionOut(BaseModel):

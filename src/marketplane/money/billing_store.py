@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from marketplane.db.metadata import metadata
@@ -106,14 +107,19 @@ async def all_plans(conn: AsyncConnection) -> list[Plan]:
     return [_plan(r) for r in await conn.execute(plans.select().order_by(plans.c.id))]
 
 
-async def insert_subscription(conn: AsyncConnection, found: Subscription, at: datetime) -> None:
-    await conn.execute(
-        subscriptions.insert().values(
-            id=found.id, supplier_id=found.supplier_id, plan_id=found.plan_id,
-            started_at=found.started_at, ended_at=found.ended_at,
-            billed_until=found.billed_until, created_at=at,
-        )
-    )  # fmt: skip
+async def insert_subscription(conn: AsyncConnection, found: Subscription, at: datetime) -> bool:
+    """False when the supplier has an open subscription (one at a time, by a unique index)."""
+    try:
+        await conn.execute(
+            subscriptions.insert().values(
+                id=found.id, supplier_id=found.supplier_id, plan_id=found.plan_id,
+                started_at=found.started_at, ended_at=found.ended_at,
+                billed_until=found.billed_until, created_at=at,
+            )
+        )  # fmt: skip
+    except IntegrityError:
+        return False
+    return True
 
 
 async def subscriptions_of(conn: AsyncConnection, supplier_id: str | None) -> list[Subscription]:

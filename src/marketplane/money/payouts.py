@@ -140,7 +140,8 @@ async def open_payout(
         )
     payable = AccountKey(Purpose.SUPPLIER_PAYABLE, supplier_id, currency)
     receivable = AccountKey(Purpose.SUPPLIER_RECEIVABLE, supplier_id, currency)
-    available = -(await store.running_balance(conn, payable))
+    # The payable locked first: what it owes is read and netted by one payout at a time.
+    available = -(await store.running_balance(conn, payable, lock=True))
     owed = sum(
         int(r.balance)
         for r in await store.balances(conn, owner=supplier_id, purposes=[receivable.purpose])

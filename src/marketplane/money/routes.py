@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
 from marketplane.access.model import Permission, Principal
 from marketplane.catalog.schemas import MoneyOut
@@ -35,8 +35,8 @@ class RuleIn(Strict):
     rate_bps: StrictInt = Field(ge=0, le=10_000, description="Of the supplier's price.")
     fixed: StrictInt = Field(default=0, ge=0, le=10**12, description="Per unit, minor units.")
     currency: str | None = Field(default=None, pattern="^[A-Z]{3}$")
-    effective_from: datetime | None = None
-    effective_to: datetime | None = None
+    effective_from: AwareDatetime | None = None
+    effective_to: AwareDatetime | None = None
 
 
 class RuleOut(BaseModel):
@@ -53,7 +53,7 @@ class RuleOut(BaseModel):
 class ShareIn(Strict):
     client: str = Field(max_length=40)
     share_bps: StrictInt = Field(ge=0, le=10_000, description="Of the commission on its sales.")
-    effective_from: datetime | None = None
+    effective_from: AwareDatetime | None = None
 
 
 class ShareOut(BaseModel):

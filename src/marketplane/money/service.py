@@ -199,6 +199,7 @@ async def record_acceptance(
         "supplier_order": supplier_order_id, "supplier": supplier_id, "client": client_id,
         "amount": str(amount), "payable": str(supplier_amount - earned),
         "commission": str(earned), "markup": str(markup), "share": str(shared),
+        "held": "pending",  # its share waits for release (sales before 0008 were paid at once)
     }  # fmt: skip
     return await ledger.post(
         uow, entry(_acceptance_key(supplier_order_id), "sale_accepted", postings, **memo)
@@ -249,7 +250,10 @@ async def record_refund(
     )
     supplier = memo["supplier"]
     floors: dict[AccountKey, int] = {}
-    if await store.transaction_by_key(await uow.connection(), _release_key(supplier_order_id)):
+    released = "held" not in memo or await store.transaction_by_key(
+        await uow.connection(), _release_key(supplier_order_id)
+    )
+    if released:
         supplier_part, floors = await supplier_charge(uow, supplier, currency, to_payable)
     else:
         pending = AccountKey(Purpose.SUPPLIER_PENDING, supplier, currency)
@@ -306,7 +310,8 @@ async def supplier_charge(
     """The debit side of charging a supplier `amount`: out of its payable as far as it goes
     (never below zero: the floor to post with), the rest owed by it (its receivable)."""
     payable = AccountKey(Purpose.SUPPLIER_PAYABLE, supplier_id, currency)
-    available = -(await store.running_balance(await uow.connection(), payable))
+    # Locked: a payout or another charge cannot take it between this read and the posting.
+    available = -(await store.running_balance(await uow.connection(), payable, lock=True))
     taken, owed = split_charge(amount, available)
     receivable = AccountKey(Purpose.SUPPLIER_RECEIVABLE, supplier_id, currency)
     return [debit(payable, taken), debit(receivable, owed)], {payable: 0}

@@ -1,6 +1,8 @@
 """Supplier statements: every posting on a supplier's accounts in a period, in its own terms,
 each naming the ledger transaction it comes from, so the statement reconciles to the ledger
-line by line: opening balance + the lines = closing balance = the ledger's balances then.
+line by line: opening balance + the lines = closing balance = the ledger's balances then. (A
+posting is stamped when its change is made and seen when it commits: a statement ending less
+than a moment ago may still gain a line.)
 
 A supplier has three accounts per currency: `pending` (its share of sales, held until the hold
 after fulfilment passes), `available` (payable: what a payout takes) and `owed` (what it owes
@@ -89,7 +91,9 @@ async def statement(
                 "balance": running,
             }
         )
-    closing = await _positions(uow, supplier_id, currency, until)
+    closing = dict(opening)  # opening + the lines: one statement, whatever commits meanwhile
+    for line in lines:
+        closing[line["account"]] += line["amount"]
     return {
         "supplier": supplier_id,
         "currency": currency,

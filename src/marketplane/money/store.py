@@ -276,16 +276,15 @@ async def balances(
     return list(await conn.execute(query))
 
 
-async def running_balance(conn: AsyncConnection, key: AccountKey) -> int:
-    row = (
-        await conn.execute(
-            sa.select(ledger_accounts.c.balance).where(
-                ledger_accounts.c.purpose == str(key.purpose),
-                ledger_accounts.c.owner == key.owner,
-                ledger_accounts.c.currency == key.currency,
-            )
-        )
-    ).first()
+async def running_balance(conn: AsyncConnection, key: AccountKey, *, lock: bool = False) -> int:
+    """An account's running balance; `lock`: held until commit (PostgreSQL), so what is read
+    stays true while the caller posts against it."""
+    query = sa.select(ledger_accounts.c.balance).where(
+        ledger_accounts.c.purpose == str(key.purpose),
+        ledger_accounts.c.owner == key.owner,
+        ledger_accounts.c.currency == key.currency,
+    )
+    row = (await conn.execute(query.with_for_update() if lock else query)).first()
     return int(row.balance) if row else 0
 
 

@@ -114,7 +114,8 @@ async def send_refunds(new_uow: NewUnitOfWork, provider: PaymentProvider) -> int
 
 async def release_funds(new_uow: NewUnitOfWork, *, hold_seconds: float) -> int:
     """Moves the supplier's share of each sale fulfilled at least `hold_seconds` ago from
-    pending to payable (available to pay out), less what refunds took back of it."""
+    pending to payable (available to pay out), less what refunds took back of it; a sale with
+    a refund still owed waits until it is sent."""
     now = utcnow()
     async with new_uow() as uow:
         due = await store.releasable(
@@ -126,6 +127,8 @@ async def release_funds(new_uow: NewUnitOfWork, *, hold_seconds: float) -> int:
         async with new_uow() as uow:
             conn = await uow.connection()
             await store.order_by_id(conn, part.order_id, lock=True)  # as refunds do: no race
+            if await store.refunds_owed(conn, part.id):
+                continue  # released once the customer has its money back, at a later pass
             if not await store.mark_released(conn, part.id, utcnow()):
                 continue  # another process released it
             await money.record_release(

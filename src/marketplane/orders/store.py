@@ -499,6 +499,21 @@ async def earned_refunded(conn: AsyncConnection, supplier_order_id: str) -> int:
     return int(total.scalar_one())
 
 
+async def refunds_owed(conn: AsyncConnection, supplier_order_id: str) -> bool:
+    """Whether refunds of a supplier order are owed but not yet sent."""
+    row = (
+        await conn.execute(
+            sa.select(refunds.c.id)
+            .where(
+                refunds.c.supplier_order_id == supplier_order_id,
+                refunds.c.status == str(RefundStatus.PENDING),
+            )
+            .limit(1)
+        )
+    ).first()
+    return row is not None
+
+
 async def pending_refunds(conn: AsyncConnection, limit: int) -> list[Refund]:
     rows = await conn.execute(
         refunds.select()

@@ -65,3 +65,45 @@ async def test_sqlite_runs_in_wal_with_foreign_keys(sqlite_url: str, tmp_path: P
     finally:
         await db.dispose()
     assert (journal, keys, timeout) == ("wal", 1, 10000)
+
+
+async def test_sales_accepted_before_payouts_count_as_released(sqlite_url: str) -> None:
+    """Before 0008 an acceptance credited the supplier's payable directly: those supplier orders
+    are marked released (and fulfilled, where they were), so no release posts them again."""
+    db = connect(sqlite_url)
+    try:
+        await migrate.upgrade(db, "0007")
+        async with db.writer.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO orders (id, client_id, customer_ref, status, currency, amount, "
+                    "refunded_amount, expires_at, version, created_at, updated_at) VALUES "
+                    "('ord_1', 'cli_1', 'c', 'paid', 'EUR', 300, 0, :t, 1, :t, :t)"
+                ),
+                {"t": "2026-11-01T00:00:00+00:00"},
+            )
+            for part, status in (("so_1", "accepted"), ("so_2", "completed"), ("so_3", "rejected")):
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO supplier_orders (id, order_id, supplier_id, client_id, "
+                        "status, currency, amount, accepted_amount, refunded_amount, version, "
+                        "created_at, updated_at) VALUES (:id, 'ord_1', 'sup_1', 'cli_1', "
+                        ":status, 'EUR', 100, 100, 0, 1, :t, :t)"
+                    ),
+                    {"id": part, "status": status, "t": "2026-11-02T00:00:00+00:00"},
+                )
+        # when
+        await migrate.upgrade(db)
+        async with db.writer.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT id, fulfilled_at IS NOT NULL, released_at IS NOT NULL "
+                        "FROM supplier_orders ORDER BY id"
+                    )
+                )
+            ).all()
+    finally:
+        await db.dispose()
+    # then
+    assert [tuple(r) for r in rows] == [("so_1", 0, 1), ("so_2", 1, 1), ("so_3", 0, 0)]

@@ -93,7 +93,9 @@ async def list_offers(request: Request, platform: PlatformDep, principal: StoreR
         sponsors = [] if parsed.cursor else await billing.sponsors(uow, None)
         return await service.search_offers(
             uow, view=principal.client, request=parsed,
-            sponsors=list(dict.fromkeys((b.supplier_id, b.category_id) for b in sponsors)),
+            sponsors=list(
+                dict.fromkeys((b.supplier_id, b.category_id, b.currency) for b in sponsors)
+            ),
         )  # fmt: skip
 
     return await store_cache.answer(request, platform, principal.client, compute)

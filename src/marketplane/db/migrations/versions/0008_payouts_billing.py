@@ -22,6 +22,13 @@ def upgrade() -> None:
     with op.batch_alter_table("supplier_orders") as batch:
         batch.add_column(sa.Column("fulfilled_at", Ts, nullable=True))
         batch.add_column(sa.Column("released_at", Ts, nullable=True))
+    # Sales accepted before: their acceptance credited the payable directly (there was no
+    # pending balance), so their money counts as released already.
+    op.execute(
+        "UPDATE supplier_orders SET released_at = updated_at, fulfilled_at = CASE WHEN status "
+        "IN ('fulfilled', 'completed') THEN updated_at END "
+        "WHERE status IN ('accepted', 'fulfilled', 'completed')"
+    )
     op.create_index(
         "ix_supplier_orders_unreleased",
         "supplier_orders",
@@ -81,6 +88,14 @@ def upgrade() -> None:
         sa.Column("created_at", Ts, nullable=False),
     )
     op.create_index("ix_subscriptions_supplier", "subscriptions", ["supplier_id", "id"])
+    op.create_index(  # one open subscription a supplier, whatever two requests do at once
+        "uq_subscriptions_open",
+        "subscriptions",
+        ["supplier_id"],
+        unique=True,
+        postgresql_where=sa.text("ended_at IS NULL"),
+        sqlite_where=sa.text("ended_at IS NULL"),
+    )
     op.create_index("ix_subscriptions_billed_until", "subscriptions", ["billed_until"])
     op.create_table(
         "ad_bids",
