@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import random
@@ -51,6 +52,7 @@ log = logging.getLogger("marketplane.webhooks")
 NewUnitOfWork = Callable[[], UnitOfWork]
 TIMEOUT = 15.0  # seconds an attempt may take (MARKETPLANE_WEBHOOK_TIMEOUT_SECONDS)
 LEASE = 60.0  # seconds a claim lasts: longer than an attempt can take
+SETTLE = 0.1  # seconds at least between two passes of the loop
 FAN_OUT_PAGE = 500
 PER_ENDPOINT = 4  # attempts a worker makes to one endpoint at once: a burst never floods it
 ERROR_LIMIT = 500
@@ -411,10 +413,15 @@ async def work(
     wake: asyncio.Event | None = None,
     attempt_seconds: float = TIMEOUT,
     lease: float = LEASE,
+    settle: float = SETTLE,
 ) -> None:
-    """Until `stop`: fan out new events and attempt due deliveries, then wait `poll` (or `wake`)."""
+    """Until `stop`: fan out new events and attempt due deliveries, then wait `poll` (or `wake`).
+    A pass starts at most every `settle` seconds: on PostgreSQL every commit anywhere wakes this
+    loop (NOTIFY), and under a stream of orders one pass takes up each burst of commits instead
+    of one pass each (measured: 3 ms of this process's CPU per order placed)."""
     async with http_client(attempt_seconds) as client:
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 await fan_out(new_uow)
                 busy = await deliver_due(new_uow, client, worker=worker, allow=allow, lease=lease)
@@ -434,6 +441,10 @@ async def work(
                 task.cancel()
             if wake is not None:
                 wake.clear()
+            rest = settle - (time.monotonic() - started)
+            if rest > 0 and not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=rest)
 
 
 # --- reading and replaying ------------------------------------------------------------------
