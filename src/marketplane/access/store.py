@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from marketplane.access.model import (
@@ -19,6 +18,7 @@ from marketplane.access.model import (
     Supplier,
     SupplierStatus,
 )
+from marketplane.db import upsert
 from marketplane.db.metadata import metadata
 from marketplane.db.types import BigPk, Json, UtcDateTime
 
@@ -339,9 +339,8 @@ async def revoke_key(conn: AsyncConnection, key_id: str, at: datetime) -> bool:
 
 async def add_milestone(conn: AsyncConnection, supplier_id: str, name: str, at: datetime) -> None:
     """Records the first time only: a later call for the same milestone changes nothing."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     await conn.execute(
-        insert(supplier_milestones)
+        upsert.insert(conn, supplier_milestones)
         .values(supplier_id=supplier_id, name=name, at=at)
         .on_conflict_do_nothing()
     )

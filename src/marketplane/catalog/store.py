@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from marketplane.catalog.model import Category, Offer, OfferStatus
-from marketplane.db import bulk
+from marketplane.db import bulk, upsert
 from marketplane.db.metadata import metadata
 from marketplane.db.types import BigPk, Json, UtcDateTime
 
@@ -455,9 +455,8 @@ offers_seen = sa.Table(
 async def note_seen(conn: AsyncConnection, token: str, skus: Sequence[str]) -> None:
     if not skus:
         return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     await conn.execute(
-        insert(offers_seen).on_conflict_do_nothing(),
+        upsert.insert(conn, offers_seen).on_conflict_do_nothing(),
         [{"token": token, "sku": sku} for sku in skus],
     )
 

@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from marketplane.db import upsert
 from marketplane.db.metadata import metadata
 from marketplane.db.types import UtcDateTime
 from marketplane.money.model import (
@@ -87,17 +86,13 @@ def _payout(row: Any) -> Payout:
     )
 
 
-def _insert(conn: AsyncConnection) -> Any:
-    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-
-
 async def save_settings(conn: AsyncConnection, found: PayoutSettings, at: datetime) -> None:
     values = {
         "supplier_id": found.supplier_id, "destination": found.destination,
         "schedule": str(found.schedule), "minimum": found.minimum,
         "next_run_at": found.next_run_at, "updated_at": at,
     }  # fmt: skip
-    statement = _insert(conn)(payout_settings).values(values)
+    statement = upsert.insert(conn, payout_settings).values(values)
     await conn.execute(
         statement.on_conflict_do_update(
             index_elements=["supplier_id"],
@@ -223,7 +218,7 @@ async def unsent(conn: AsyncConnection, *, older_than: datetime, limit: int) -> 
 async def note_callback(conn: AsyncConnection, provider: str, event_id: str, at: datetime) -> bool:
     """True the first time a provider's callback is seen."""
     result = await conn.execute(
-        _insert(conn)(payout_callbacks)
+        upsert.insert(conn, payout_callbacks)
         .values(provider=provider, event_id=event_id, received_at=at)
         .on_conflict_do_nothing()
     )

@@ -10,11 +10,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from marketplane.db import bulk
+from marketplane.db import bulk, upsert
 from marketplane.db.metadata import metadata
 from marketplane.db.types import BigPk, Json, UtcDateTime
 from marketplane.money.model import AccountKey, CommissionRule, Entry, Purpose
@@ -153,9 +151,8 @@ async def account_pks(
     found = await _account_pks(conn, wanted)
     missing = [k for k in wanted if k not in found]
     if missing:
-        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         await conn.execute(
-            insert(ledger_accounts)
+            upsert.insert(conn, ledger_accounts)
             .values(
                 [
                     {
@@ -197,9 +194,8 @@ async def insert_transaction(
     conn: AsyncConnection, *, transaction_id: str, entry: Entry, fingerprint: str, at: datetime
 ) -> int | None:
     """The new transaction's key; None when its business key was posted before."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     result = await conn.execute(
-        insert(ledger_transactions)
+        upsert.insert(conn, ledger_transactions)
         .values(
             id=transaction_id,
             key=entry.key,

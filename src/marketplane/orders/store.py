@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from marketplane.db import upsert
 from marketplane.db.metadata import metadata
 from marketplane.db.types import BigPk, Json, UtcDateTime
 from marketplane.orders.model import (
@@ -400,9 +399,8 @@ async def settle_refund(
 
 async def note_callback(conn: AsyncConnection, provider: str, event_id: str, at: datetime) -> bool:
     """Records a provider callback; False when it was handled before (providers resend)."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     result = await conn.execute(
-        insert(payment_callbacks)
+        upsert.insert(conn, payment_callbacks)
         .values(provider=provider, event_id=event_id, received_at=at)
         .on_conflict_do_nothing()
     )
