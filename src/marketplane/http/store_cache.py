@@ -91,3 +91,19 @@ async def answer(
     body = orjson.dumps(value)
     platform.store_cache.put(version, key_for(request.scope, client), body)
     return Response(body, media_type=JSON, headers={HEADER: "miss"})
+
+
+async def shared(
+    request: Request, platform: Platform, key: str, compute: Callable[[], Awaitable[bytes]]
+) -> bytes:
+    """A value every store answer of one data version may use (the bids for sponsored
+    placement), computed once per version rather than once per answer."""
+    version = request.scope.get("state", {}).get(_VERSION)
+    if version is not None:
+        found = platform.store_cache.get(version, key)
+        if found is not None:
+            return found
+    value = await compute()
+    if version is not None:
+        platform.store_cache.put(version, key, value)
+    return value

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 
+from marketplane.bootstrap import Platform
 from marketplane.catalog import service
 from marketplane.catalog.model import PARAM_LIMITS, STORE_FIELDS, Sort, parse_search
 from marketplane.catalog.schemas import CategoryOut, ProductOut, StoreOfferOut, StoreOfferPage
@@ -18,6 +20,7 @@ from marketplane.kernel.errors import ValidationFailed
 from marketplane.money import billing
 
 router = APIRouter(prefix="/store/v1", tags=["store: catalog"])
+SPONSORS = "sponsors"  # the store cache's key for the bids in force
 
 
 def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -75,6 +78,22 @@ ATTR_DOC = (
 )
 
 
+async def _sponsors(
+    request: Request, platform: Platform, uow: UnitOfWork
+) -> list[tuple[str, str, str]]:
+    """The bids in force as (supplier, category, currency), highest first: the same for every
+    search until the next commit, so read once per data version."""
+
+    async def read() -> bytes:
+        found = await billing.sponsors(uow, None)
+        return orjson.dumps(
+            list(dict.fromkeys((b.supplier_id, b.category_id, b.currency) for b in found))
+        )
+
+    kept = await store_cache.shared(request, platform, SPONSORS, read)
+    return [(supplier, category, currency) for supplier, category, currency in orjson.loads(kept)]
+
+
 @router.get(
     "/offers",
     response_model=StoreOfferPage,
@@ -90,13 +109,11 @@ async def list_offers(request: Request, platform: PlatformDep, principal: StoreR
         parsed = parse_search(params)
         if isinstance(parsed, list):
             raise ValidationFailed(f"{parsed[0].field}: {parsed[0].message}", errors=parsed)
-        sponsors = [] if parsed.cursor else await billing.sponsors(uow, None)
+
+        sponsors = [] if parsed.cursor else await _sponsors(request, platform, uow)
         return await service.search_offers(
-            uow, view=principal.client, request=parsed,
-            sponsors=list(
-                dict.fromkeys((b.supplier_id, b.category_id, b.currency) for b in sponsors)
-            ),
-        )  # fmt: skip
+            uow, view=principal.client, request=parsed, sponsors=sponsors
+        )
 
     return await store_cache.answer(request, platform, principal.client, compute)
 
