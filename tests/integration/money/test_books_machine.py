@@ -17,10 +17,7 @@ cash is what was captured, less fees, refunds and payouts paid.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import shutil
-import sqlite3
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -40,9 +37,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from conftest import open_platform
-from marketplane.bootstrap import Platform, build
-from marketplane.db.metadata import metadata
+from fresh_databases import FreshDatabases
+from marketplane.bootstrap import Platform
 from marketplane.kernel.clock import utcnow
 from marketplane.kernel.errors import Conflict
 from marketplane.kernel.ids import new_id
@@ -56,6 +52,7 @@ from marketplane.money.model import (
     PayoutStatus,
     PayoutTrigger,
     Placement,
+    Plan,
     Purpose,
     Schedule,
     add_months,
@@ -63,7 +60,6 @@ from marketplane.money.model import (
 )
 from marketplane.money.payout_provider import PayoutOutcome
 from marketplane.orders.payments import fee_for
-from marketplane.settings import Settings
 
 T = TypeVar("T")
 SUPPLIERS = (new_id("sup"), new_id("sup"))
@@ -104,64 +100,41 @@ class Held:
     quantity: int
 
 
-class Backend:
-    """Each example gets an empty, migrated database: on SQLite a copy of a template file, on
-    PostgreSQL the one database emptied."""
-
-    def __init__(self, url: str, workdir: Path) -> None:
-        self.url, self.workdir = url, workdir
-        self.count = itertools.count()
-        self.template: Path | None = None
-        self.shared: Platform | None = None
-
-    async def start(self) -> None:
-        platform = await open_platform(self.url, data_dir=self.workdir / "data")
-        if platform.db.dialect == "postgresql":
-            self.shared = platform
-            return
-        await platform.close()
-        self.template = Path(sa.make_url(self.url).database or "")
-        with contextlib.closing(sqlite3.connect(self.template)) as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    async def fresh(self) -> Platform:
-        if self.shared is not None:
-            names = ", ".join(t.name for t in metadata.sorted_tables)
-            async with self.shared.uow() as uow:
-                await uow.conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-                await uow.commit()
-            return self.shared
-        assert self.template is not None
-        copy = self.workdir / f"books-{next(self.count)}.db"
-        shutil.copyfile(self.template, copy)
-        return build(
-            Settings(
-                database_url=f"sqlite+aiosqlite:///{copy}",
-                key_cache_seconds=0,
-                data_dir=self.workdir / "data",
-            )
+async def seed_terms(platform: Platform) -> Plan:
+    """The commission, every supplier's click bids, and the plan; the same in every example."""
+    async with platform.uow() as uow:
+        await service.add_commission_rule(
+            uow,
+            supplier_id=None,
+            category_id=None,
+            rate_bps=RATE_BPS,
+            fixed=FIXED_EUR,
+            currency="EUR",
+            effective_from=utcnow() - timedelta(days=1),
+            effective_to=None,
         )
-
-    async def done(self, platform: Platform) -> None:
-        if platform is not self.shared:
-            await platform.close()
-            path = Path(sa.make_url(platform.settings.database_url).database or "")
-            for leftover in path.parent.glob(path.name + "*"):
-                leftover.unlink()
-
-    async def stop(self) -> None:
-        if self.shared is not None:
-            await self.shared.close()
+        for supplier, currency in itertools.product(SUPPLIERS, CURRENCIES):
+            await billing.place_bid(
+                uow,
+                supplier_id=supplier,
+                category_id=CATEGORY,
+                basis=BidBasis.CLICK,
+                amount=CLICK_BIDS[currency],
+                currency=currency,
+            )
+        plan = await billing.create_plan(uow, name="Pro", amount=PLAN_PRICE, currency="EUR")
+        await uow.commit()
+    return plan
 
 
 picks = st.integers(min_value=0, max_value=10_000)
 
 
 class Books(RuleBasedStateMachine):
-    def __init__(self, runner: asyncio.Runner, backend: Backend) -> None:
+    def __init__(self, runner: asyncio.Runner, backend: FreshDatabases[Plan]) -> None:
         super().__init__()
         self.runner, self.backend = runner, backend
-        self.platform = self.run(backend.fresh())
+        self.platform, self.plan = self.run(backend.fresh())
         self.ids = itertools.count()
         self.held: list[Held] = []
         self.sales: list[Sale] = []
@@ -172,7 +145,6 @@ class Books(RuleBasedStateMachine):
         self.subscribed: dict[str, str] = {}  # supplier → its subscription in force
         self.books: Counter[AccountKey] = Counter()  # raw balances, from the postings read
         self.seen = 0  # the last posting read
-        self.run(self._terms())
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         return self.runner.run(work)
@@ -189,32 +161,6 @@ class Books(RuleBasedStateMachine):
 
     def next_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self.ids)}"
-
-    async def _terms(self) -> None:
-        async with self.platform.uow() as uow:
-            await service.add_commission_rule(
-                uow,
-                supplier_id=None,
-                category_id=None,
-                rate_bps=RATE_BPS,
-                fixed=FIXED_EUR,
-                currency="EUR",
-                effective_from=utcnow() - timedelta(days=1),
-                effective_to=None,
-            )
-            for supplier, currency in itertools.product(SUPPLIERS, CURRENCIES):
-                await billing.place_bid(
-                    uow,
-                    supplier_id=supplier,
-                    category_id=CATEGORY,
-                    basis=BidBasis.CLICK,
-                    amount=CLICK_BIDS[currency],
-                    currency=currency,
-                )
-            self.plan = await billing.create_plan(
-                uow, name="Pro", amount=PLAN_PRICE, currency="EUR"
-            )
-            await uow.commit()
 
     async def _in_uow(self, work: Any) -> Any:
         async with self.platform.uow() as uow:
@@ -566,7 +512,7 @@ def drive(url: str, workdir: Path, *, operations: int, examples: int, steps: int
     """Runs the machine until it has made at least `operations` operations."""
     OPERATIONS.clear()
     with asyncio.Runner() as runner:
-        backend = Backend(url, workdir)
+        backend = FreshDatabases(url, workdir, seed_terms)
         runner.run(backend.start())
 
         class Bound(Books):

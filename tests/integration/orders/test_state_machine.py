@@ -14,10 +14,7 @@ refused (a conflict, or not found where the caller may not see the order) and ch
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import shutil
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -37,10 +34,9 @@ from hypothesis.stateful import (
 )
 from order_shop import Shop, make_due, open_shop, stock_of, supply
 
-from conftest import open_platform
-from marketplane.bootstrap import Platform, build
+from fresh_databases import FreshDatabases
+from marketplane.bootstrap import Platform
 from marketplane.catalog import store as catalog_tables
-from marketplane.db.metadata import metadata
 from marketplane.events import store as event_tables
 from marketplane.kernel.errors import (
     Conflict,
@@ -67,7 +63,6 @@ from marketplane.orders.model import (
 )
 from marketplane.orders.payments import Outcome, TestProvider
 from marketplane.orders.transitions import Actor, Detail
-from marketplane.settings import Settings
 
 T = TypeVar("T")
 ACCEPT_SECONDS = 3600.0
@@ -163,58 +158,8 @@ class Order:
 # --- databases: a fresh one per example -----------------------------------------------------
 
 
-class Backend:
-    """Gives each example an empty shop: on SQLite a copy of a seeded file, on PostgreSQL the
-    one database emptied and seeded again."""
-
-    def __init__(self, url: str, workdir: Path) -> None:
-        self.url = url
-        self.workdir = workdir
-        self.examples = itertools.count()
-        self.template: Path | None = None
-        self.shop: Shop | None = None
-        self.shared: Platform | None = None
-
-    async def start(self) -> None:
-        platform = await open_platform(self.url, data_dir=self.workdir / "data")
-        if platform.db.dialect == "postgresql":
-            self.shared = platform
-            return
-        self.shop = await open_shop(platform, offers=OFFERS, markup_bps=MARKUP_BPS)
-        await platform.close()
-        self.template = Path(sa.make_url(self.url).database or "")
-        with contextlib.closing(sqlite3.connect(self.template)) as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all in the one file, to copy it
-
-    async def fresh(self) -> tuple[Platform, Shop]:
-        if self.shared is not None:
-            tables = ", ".join(t.name for t in metadata.sorted_tables)
-            async with self.shared.uow() as uow:
-                await uow.conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-                await uow.commit()
-            return self.shared, await open_shop(self.shared, offers=OFFERS, markup_bps=MARKUP_BPS)
-        assert self.template is not None and self.shop is not None
-        copy = self.workdir / f"example-{next(self.examples)}.db"
-        shutil.copyfile(self.template, copy)
-        platform = build(
-            Settings(
-                database_url=f"sqlite+aiosqlite:///{copy}",
-                key_cache_seconds=0,
-                data_dir=self.workdir / "data",
-            )
-        )
-        return platform, self.shop
-
-    async def done(self, platform: Platform) -> None:
-        if platform is not self.shared:
-            await platform.close()
-            path = Path(sa.make_url(platform.settings.database_url).database or "")
-            for leftover in path.parent.glob(path.name + "*"):
-                leftover.unlink()
-
-    async def stop(self) -> None:
-        if self.shared is not None:
-            await self.shared.close()
+async def seed_shop(platform: Platform) -> Shop:
+    return await open_shop(platform, offers=OFFERS, markup_bps=MARKUP_BPS)
 
 
 # --- the machine ----------------------------------------------------------------------------
@@ -223,7 +168,7 @@ picks = st.integers(min_value=0, max_value=1000)
 
 
 class Orders(RuleBasedStateMachine):
-    def __init__(self, runner: asyncio.Runner, backend: Backend) -> None:
+    def __init__(self, runner: asyncio.Runner, backend: FreshDatabases[Shop]) -> None:
         super().__init__()
         self.runner = runner
         self.backend = backend
@@ -914,7 +859,7 @@ class Orders(RuleBasedStateMachine):
 # --- the tests ------------------------------------------------------------------------------
 
 
-def bound(runner: asyncio.Runner, backend: Backend) -> type[Orders]:
+def bound(runner: asyncio.Runner, backend: FreshDatabases[Shop]) -> type[Orders]:
     """The machine, on this event loop and these databases."""
 
     class Bound(Orders):
@@ -926,7 +871,7 @@ def bound(runner: asyncio.Runner, backend: Backend) -> type[Orders]:
 
 def drive(url: str, workdir: Path, *, examples: int, steps: int) -> None:
     with asyncio.Runner() as runner:
-        backend = Backend(url, workdir)
+        backend = FreshDatabases(url, workdir, seed_shop)
         runner.run(backend.start())
         try:
             run_state_machine_as_test(
