@@ -242,15 +242,9 @@ async def record_click(
     }
 
 
-@dataclass(frozen=True, slots=True)
-class OrderedLine:
-    offer_id: str
-    category_id: str
-
-
 async def charge_for_order(
     uow: UnitOfWork, *, supplier_order_id: str, supplier_id: str, client_id: str,
-    currency: str, placed_at: datetime, lines: Sequence[OrderedLine],
+    currency: str, placed_at: datetime, lines: Sequence[service.SoldLine],
 ) -> str | None:  # fmt: skip
     """Charges the supplier's order bid for an accepted supplier order that followed a click on
     a sponsored placement of one of its offers; None when none applies."""

@@ -129,6 +129,7 @@ async def _share_bps(uow: UnitOfWork, client_id: str, at: datetime) -> int:
 
 @dataclass(frozen=True, slots=True)
 class SoldLine:
+    offer_id: str
     category_id: str
     quantity: int
     amount: int  # what the customer paid for the line

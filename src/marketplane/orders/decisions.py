@@ -147,18 +147,19 @@ async def accept(
         actor=actor, accepted_amount=sum(line.amount for line in taken),
     )  # fmt: skip
     await _end_lines(uow, sold=taken, released=refused)
+    sold = [
+        money.SoldLine(
+            line.offer_id, line.category_id, line.quantity, line.amount, line.supplier_amount
+        )
+        for line in taken
+    ]
     await money.record_acceptance(
         uow, supplier_order_id=part.id, supplier_id=part.supplier_id, client_id=part.client_id,
-        currency=part.currency,
-        lines=[
-            money.SoldLine(line.category_id, line.quantity, line.amount, line.supplier_amount)
-            for line in taken
-        ],
+        currency=part.currency, lines=sold,
     )  # fmt: skip
     await billing.charge_for_order(
         uow, supplier_order_id=part.id, supplier_id=part.supplier_id, client_id=part.client_id,
-        currency=part.currency, placed_at=found.order.created_at,
-        lines=[billing.OrderedLine(line.offer_id, line.category_id) for line in taken],
+        currency=part.currency, placed_at=found.order.created_at, lines=sold,
     )  # fmt: skip
     paid = refunds.captured(found)
     if refused and paid is not None:

@@ -209,7 +209,11 @@ class Books(RuleBasedStateMachine):
         held = self.held.pop(pick % len(self.held))
         part = self.next_id("so")
         line = service.SoldLine(
-            CATEGORY, held.quantity, held.supplier_amount + held.markup, held.supplier_amount
+            self.next_id("off"),
+            CATEGORY,
+            held.quantity,
+            held.supplier_amount + held.markup,
+            held.supplier_amount,
         )
         self.run(
             self._in_uow(
