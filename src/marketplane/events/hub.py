@@ -26,10 +26,15 @@ HEARTBEAT = (0, b": heartbeat\n\n", 0.0)  # a queue item with no event: seq 0
 Frames = dict[object, bytes]  # an event's rendered frames, by presentation: shared while fanned out
 
 
+Pending = tuple[int, bytes, float]  # seq (0: a heartbeat), frame, committed (epoch seconds)
+
+
 @dataclass(eq=False)
 class Subscriber:
     """One stream. `frame` renders an event for it (None: not for it), reusing a frame another
-    subscriber with the same presentation rendered (`Frames`); frames are queued."""
+    subscriber with the same presentation rendered (`Frames`); frames wait in `pending`, at
+    most `limit` of them, until the stream takes them (a list and one future: an asyncio.Queue
+    per stream cost a tenth of a process's time at 20,000 deliveries a second)."""
 
     key_id: str
     frame: Callable[[Event, Frames], bytes | None]
@@ -38,19 +43,37 @@ class Subscriber:
     # could concern; `frame` still decides): these objects, else these categories.
     objects: frozenset[str] | None = None
     categories: frozenset[str] | None = None
-    queue: asyncio.Queue[tuple[int, bytes, float]] = field(init=False)  # seq, frame, committed
+    pending: list[Pending] = field(init=False, default_factory=list)
     dropped: bool = False
-
-    def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(self.limit)
+    _waiter: asyncio.Future[None] | None = field(init=False, default=None, repr=False)
 
     def offer(self, seq: int, data: bytes, committed: float) -> None:
         if self.dropped:
             return
-        try:
-            self.queue.put_nowait((seq, data, committed))
-        except asyncio.QueueFull:
+        if len(self.pending) >= self.limit:
             self.dropped = True  # nothing more is queued: the stream ends, saying where it was
+        else:
+            self.pending.append((seq, data, committed))
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def ready(self) -> None:
+        """Returns once something is pending or the stream was dropped."""
+        while not self.pending and not self.dropped:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+
+    def take(self, most: int) -> list[Pending]:
+        """The oldest pending frames, at most `most`, no longer pending."""
+        if len(self.pending) <= most:
+            taken, self.pending = self.pending, []
+            return taken
+        taken = self.pending[:most]
+        del self.pending[:most]
+        return taken
 
 
 class TooManyStreams(Exception):
@@ -145,8 +168,8 @@ class Hub:
         while True:
             await asyncio.sleep(self._heartbeat)
             for subscriber in list(self._subscribers):
-                if subscriber.queue.empty() and not subscriber.dropped:
-                    subscriber.queue.put_nowait(HEARTBEAT)
+                if not subscriber.pending:
+                    subscriber.offer(*HEARTBEAT)
 
     async def _run(self) -> None:
         while True:

@@ -25,6 +25,7 @@ from marketplane.http.deps import (
     admin,
 )
 from marketplane.http.openapi import READ
+from marketplane.http.responses import EventStream
 from marketplane.kernel.errors import TooManyRequests, field_error
 from marketplane.observability import FRESHNESS, OPEN_STREAMS, since
 
@@ -277,15 +278,13 @@ async def stream(
                     if data is not None:
                         yield data
                 last = max(last, found[-1].seq)
-            queue = subscriber.queue
             while True:
-                if queue.empty() and subscriber.dropped:
-                    break
                 # The hub queues a heartbeat (seq 0) when the stream is idle. Whatever else is
                 # queued goes in the same write: under load one send carries many events.
-                waiting = [await queue.get()]
-                while len(waiting) < WRITE_AT_ONCE and not queue.empty():
-                    waiting.append(queue.get_nowait())
+                await subscriber.ready()
+                waiting = subscriber.take(WRITE_AT_ONCE)
+                if not waiting:
+                    break  # dropped, and what was queued before is sent
                 fresh = [item for item in waiting if item[0] > last or item[0] == 0]
                 if fresh:
                     yield b"".join(data for _, data, _ in fresh)
@@ -303,7 +302,7 @@ async def stream(
     # subscription ends when the generator is collected.
     weakref.finalize(frames, end)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
+    return EventStream(frames, media_type="text/event-stream", headers=headers)
 
 
 class FreshnessOut(BaseModel):

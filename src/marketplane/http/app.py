@@ -26,7 +26,7 @@ from marketplane.events.hub import Hub
 from marketplane.feeds import routes as feed_routes
 from marketplane.http import errors
 from marketplane.http.idempotency import Idempotency, purge_expired
-from marketplane.http.middleware import BodyLimit, Metrics, RequestId
+from marketplane.http.middleware import BodyLimit, DirectSend, Metrics, RequestId
 from marketplane.http.openapi import document_problems_as_problem_json, problems
 from marketplane.http.responses import Json
 from marketplane.http.store_cache import StoreCache
@@ -164,6 +164,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     )
     app.add_middleware(RequestId)
     app.add_middleware(Metrics)
+    app.add_middleware(DirectSend)
     return app
 
 

@@ -43,8 +43,8 @@ async def test_events_reach_the_streams_that_take_them() -> None:
         assert hub.subscribe(s) == 0
     hub.fan_out([event(1), event(2, "sup_b")])
     committed = event(1).occurred_at.timestamp()
-    assert [a1.queue.get_nowait(), a2.queue.get_nowait()] == [(1, b"1", committed)] * 2
-    assert b.queue.get_nowait() == (2, b"2", committed)
+    assert [a1.take(10), a2.take(10)] == [[(1, b"1", committed)]] * 2
+    assert b.take(10) == [(2, b"2", committed)]
     assert rendered == [1, 2]  # one rendering per event, shared by streams alike
     assert hub.cursor == 2
 
@@ -56,9 +56,9 @@ async def test_a_slow_stream_is_dropped_and_the_others_go_on() -> None:
     hub.subscribe(quick)
     for seq in range(1, 8):
         hub.fan_out([event(seq)])
-        quick.queue.get_nowait()  # this one keeps up
+        assert len(quick.take(10)) == 1  # this one keeps up
     assert slow.dropped and not quick.dropped
-    assert [slow.queue.get_nowait()[0] for _ in range(3)] == [1, 2, 3]
+    assert [item[0] for item in slow.take(10)] == [1, 2, 3]  # what came before it fell behind
 
 
 async def test_streams_per_key_are_capped() -> None:
@@ -118,8 +118,30 @@ async def test_idle_streams_get_a_heartbeat_to_send() -> None:
     hub.subscribe(busy)
     await hub.start(0)
     hub.fan_out([event(1)])  # busy has an event waiting; so has idle, until it takes it
-    idle.queue.get_nowait()
+    idle.take(10)
     await asyncio.sleep(0.05)
     await hub.stop()
-    assert idle.queue.get_nowait() == HEARTBEAT and idle.queue.empty()
-    assert busy.queue.get_nowait()[0] == 1  # its event first; a heartbeat only once idle
+    assert idle.take(1) == [HEARTBEAT] and not idle.pending
+    assert busy.take(1)[0][0] == 1  # its event first; a heartbeat only once idle
+
+
+async def test_a_waiting_stream_wakes_for_an_event_and_when_dropped() -> None:
+    stream = taking("sup_a", [])
+    waiting = asyncio.create_task(stream.ready())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    stream.offer(1, b"1", 0.0)
+    await asyncio.wait_for(waiting, 1)
+    assert stream.take(2) == [(1, b"1", 0.0)]
+    for seq in range(2, 5):
+        stream.offer(seq, b"x", 0.0)  # 3 fit; the fourth drops it
+    assert not stream.dropped
+    stream.take(3)
+    waiting = asyncio.create_task(stream.ready())
+    await asyncio.sleep(0)
+    for seq in range(5, 9):
+        stream.offer(seq, b"x", 0.0)
+    await asyncio.wait_for(waiting, 1)
+    assert stream.dropped and [s for s, _, _ in stream.take(10)] == [5, 6, 7]
+    await asyncio.wait_for(stream.ready(), 1)  # dropped: never waits again
+    assert stream.take(10) == []
