@@ -32,3 +32,20 @@ def test_a_cursor_from_another_query_is_refused() -> None:
     token = encode_cursor(Cursor("price", (1, 2), "query-a"))
     with pytest.raises(BadRequest, match="another query"):
         decode_cursor(token, expected_sort="price", expected_fingerprint="query-b", arity=2)
+
+
+def test_an_id_is_its_value_in_crockford_base32() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from marketplane.kernel.ids import _ALPHABET, _encode
+
+    def by_hand(value: int) -> str:
+        return "".join(_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+    @given(st.integers(min_value=0, max_value=2**128 - 1))
+    def same(value: int) -> None:
+        assert _encode(value) == by_hand(value)
+
+    same()
+    assert _encode(2**128 - 1) == "7" + "z" * 25
