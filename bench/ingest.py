@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from search import Output, git_commit, log, src_hash, tree_hash
+from search import Output, git_commit, log, postgres_cpu, src_hash, tree_hash
 
 if TYPE_CHECKING:
     from marketplane.catalog.model import Category, OfferDraft
@@ -317,7 +317,7 @@ while True:
     time.sleep(0.2)
 with open(report, "w") as out:
     json.dump({"maxrss_kb": usage.ru_maxrss, "anon_kb": peak["RssAnon"],
-               "file_kb": peak["RssFile"]}, out)
+               "file_kb": peak["RssFile"], "cpu_s": usage.ru_utime + usage.ru_stime}, out)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -327,7 +327,8 @@ class Imported:
     seconds: float
     exit_code: int
     run: dict[str, Any] | None
-    memory: dict[str, int]  # maxrss_kb, anon_kb, file_kb (empty if the launcher failed)
+    memory: dict[str, float]  # maxrss_kb, anon_kb, file_kb, cpu_s (empty if the launcher failed)
+    server_cpu: float | None  # CPU seconds PostgreSQL used meanwhile (None on SQLite)
     stderr: Path
     src: str  # the hash of src/ when the import started (the code it loaded)
     commit: str | None  # the checked-out commit then
@@ -367,6 +368,7 @@ def run_import(url: str, file: Path, supplier_id: str, *, label: str, dry_run: b
         err_path.open("wb") as err,
     ):
         code, commit = src_hash(), git_commit()
+        server_before = postgres_cpu() if url.startswith("postgres") else None
         started = time.perf_counter()
         process = subprocess.Popen(
             [sys.executable, "-c", MEASURE, str(memory_path), *argv],
@@ -378,10 +380,16 @@ def run_import(url: str, file: Path, supplier_id: str, *, label: str, dry_run: b
         _, status, _ = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
+        server_cpu = None
+        if server_before is not None:
+            time.sleep(0.5)  # the import's connections end and their processes are reaped
+            server_cpu = postgres_cpu() - server_before
     memory = _last_json(memory_path) or {}
     run = _last_json(out_path)
     changed = src_hash() != code
-    return Imported(seconds, process.returncode, run, memory, err_path, code, commit, changed)
+    return Imported(
+        seconds, process.returncode, run, memory, server_cpu, err_path, code, commit, changed
+    )
 
 
 # --- the raw limit -----------------------------------------------------------------------------
@@ -487,10 +495,14 @@ def measure_raw(backend: str, rows: int, keep: bool) -> dict[str, Any]:
     with fresh_database(backend, "raw", keep) as url:
         market = prepare(url)
         log(f"{backend}: raw {RAW_METHOD[backend]} of {rows:,} rows")
+        server_cpu = None
         if backend == "sqlite":
             seconds = raw_sqlite(url, market, rows)
         else:
+            before = postgres_cpu()
             seconds = asyncio.run(raw_postgres(url, market, rows))
+            time.sleep(0.5)
+            server_cpu = postgres_cpu() - before
     return {
         "bench": "raw",
         "backend": backend,
@@ -500,6 +512,9 @@ def measure_raw(backend: str, rows: int, keep: bool) -> dict[str, Any]:
         "rows_per_s": round(rows / seconds),
         "timed": RAW_TIMED[backend],
         "writes": "offers only (the import also writes offer_attrs and products)",
+        # PostgreSQL's CPU over the whole raw run (its COPYs and commits; the rows are built
+        # between them, untimed): the server's share of the work
+        **({} if server_cpu is None else {"postgres_cpu_s": round(server_cpu, 2)}),
         "load": round(os.getloadavg()[0], 2),
     }
 
@@ -507,7 +522,7 @@ def measure_raw(backend: str, rows: int, keep: bool) -> dict[str, Any]:
 # --- records -----------------------------------------------------------------------------------
 
 
-def _mb(kb: int | None) -> float | None:
+def _mb(kb: float | None) -> float | None:
     return None if kb is None else round(kb / 1024, 1)
 
 
@@ -542,6 +557,7 @@ def ingest_record(
         # The run's own rate (from its first to its last row: no interpreter start, no
         # migration check) to raw.
         "run_ratio": run.get("rows_per_s") and round(run["rows_per_s"] / raw["rows_per_s"], 3),
+        **cpu_figures(rows, done, raw),
     }
     if kind == "ingest-dry-run":
         record.pop("ratio")
@@ -562,6 +578,23 @@ def ingest_record(
     if done.src_changed:
         record["src_changed_during_run"] = True
     return record
+
+
+def cpu_figures(rows: int, done: Imported, raw: dict[str, Any]) -> dict[str, Any]:
+    """CPU the import process used and, on PostgreSQL, the server meanwhile. Were every core
+    busy all the time, the import would take their sum over the cores: `floor_seconds`, and
+    `ratio_ceiling` the ratio to raw that this much work could reach here at best."""
+    cpu = {"import": done.memory.get("cpu_s"), "postgres": done.server_cpu}
+    used = {name: round(value, 2) for name, value in cpu.items() if value is not None}
+    if not used:
+        return {}
+    floor = sum(used.values()) / (os.cpu_count() or 1)
+    return {
+        "cpu_s": used,
+        "cpu_us_per_row": {name: round(value * 1e6 / rows) for name, value in used.items()},
+        "floor_seconds": round(floor, 2),
+        "ratio_ceiling": round(rows / floor / raw["rows_per_s"], 3),
+    }
 
 
 def describe(record: dict[str, Any]) -> str:

@@ -794,6 +794,22 @@ def _module_of(frame: str) -> str:
 # --- the run ------------------------------------------------------------------------------------
 
 
+def postgres_cpu() -> float:
+    """CPU seconds the PostgreSQL server's processes have used, the ones that ended included
+    (the postmaster's reaped children): a difference of two readings is the server's work in
+    between, connections that closed meanwhile counted."""
+    total = 0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() != "postgres":
+                continue
+            fields = (comm.parent / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def git_commit() -> str | None:
     """The checked-out commit, read from .git (no git command is run)."""
     head = ROOT / ".git" / "HEAD"
