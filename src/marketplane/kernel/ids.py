@@ -5,7 +5,6 @@ Ids made by one process are strictly increasing, so they sort in creation order.
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 import time
@@ -16,14 +15,15 @@ _last_ms = 0
 _last_rand = 0
 
 
-# Base32 "extended hex" has the digits in the same order as Crockford's: the C encoder, then
-# one translation (measured: 0.4 µs an id, against 2.4 µs for ten bits at a time in Python).
-_CROCKFORD = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUV", _ALPHABET.encode())
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # ten bits at a time: 13 steps, not 26
 
 
 def _encode(value: int) -> str:
-    """A 128-bit value as 26 Crockford digits: 20 bytes are 32 digits, the first 6 of them zero."""
-    return base64.b32hexencode(value.to_bytes(20, "big"))[6:].translate(_CROCKFORD).decode()
+    pairs = []
+    for _ in range(13):
+        pairs.append(_PAIRS[value & 1023])
+        value >>= 10
+    return "".join(reversed(pairs))
 
 
 def new_ulid() -> str:
