@@ -83,6 +83,7 @@ from search import (
     git_commit,
     log,
     marketplane_env,
+    postgres_cpu,
     running,
     src_hash,
 )
@@ -411,17 +412,6 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _postgres_cpu() -> float:
-    total = 0.0
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            if comm.read_text().strip() == "postgres":
-                total += _proc_cpu(int(comm.parent.name))
-        except OSError:
-            continue
-    return total
-
-
 def _machine() -> tuple[int, int]:
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]
@@ -436,7 +426,7 @@ def cpu_snapshot(servers: dict[str, int]) -> dict[str, Any]:
             name: _proc_cpu(pid) + sum(_proc_cpu(c) for c in _children(pid))
             for name, pid in servers.items()
         },
-        "postgres": _postgres_cpu(),
+        "postgres": postgres_cpu(),
         "machine": _machine(),
     }
 
