@@ -31,6 +31,7 @@ class Stream:
     def __init__(self, base: str, auth: str | None, **params: Any) -> None:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.status: queue.Queue[int] = queue.Queue()
+        self.headers: httpx.Headers | None = None
         self._stop = threading.Event()
         # Reads wait for heartbeats (15 s at most by default), never longer than a minute.
         timeout = httpx.Timeout(10.0, read=60.0)
@@ -46,6 +47,7 @@ class Stream:
             with self._http.stream(
                 "GET", "/store/v1/stream", headers=headers, params=params
             ) as response:
+                self.headers = response.headers
                 self.status.put(response.status_code)
                 fields: dict[str, str] = {}
                 for line in response.iter_lines():
@@ -84,6 +86,9 @@ def streaming(base: str, auth: str | None, **params: Any) -> Iterator[Stream]:
         time.sleep(0.1)
     try:
         assert status == 200
+        # The start went through every middleware (the body goes past them: EventStream).
+        assert stream.headers is not None and stream.headers["x-request-id"].startswith("req_")
+        assert stream.headers["content-type"].startswith("text/event-stream")
         yield stream
     finally:
         stream.close()
