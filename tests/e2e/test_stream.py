@@ -1,11 +1,13 @@
 """`GET /store/v1/stream` against real server processes: live events, resumed with Last-Event-ID
-without a gap, filtered, capped per key; on PostgreSQL, a change made through one process reaches
-a stream held by another."""
+without a gap, filtered, capped per key; a stream that stops reading dropped, told where to
+resume, and resumed whole; on PostgreSQL, a change made through one process reaches a stream
+held by another."""
 
 from __future__ import annotations
 
 import json
 import queue
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -199,6 +201,77 @@ def test_a_stream_receives_changes_and_resumes_without_a_gap(
         if line.startswith("marketplane_event_freshness_seconds_count")
     )
     assert count >= 3
+
+
+def _chunks(sock: socket.socket) -> bytes:
+    """A chunked HTTP body read from `sock` (its headers already read) until its last chunk or
+    the end of the connection: the content, unframed."""
+    raw, body = b"", b""
+    while True:
+        size_end = raw.find(b"\r\n")
+        if size_end >= 0:
+            size = int(raw[:size_end], 16)
+            if size == 0:
+                return body
+            if len(raw) >= size_end + 2 + size + 2:
+                body += raw[size_end + 2 : size_end + 2 + size]
+                raw = raw[size_end + 2 + size + 2 :]
+                continue
+        data = sock.recv(1 << 20)
+        if not data:
+            return body
+        raw += data
+
+
+def test_a_stream_that_stops_reading_is_dropped_told_where_to_resume_and_resumes_whole(
+    backend_url: str, tmp_path: Path
+) -> None:
+    env = _env(backend_url, stream_queue="3", stream_heartbeat_seconds="60")
+    operator = _init(env, tmp_path)
+    assert operator is not None
+    with _server(env, tmp_path) as base, _client(base) as http:
+        supplier, client = setup(http, operator)
+        port = int(base.rsplit(":", 1)[1])
+        # given a stream whose client reads its headers and then nothing more
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+            sock.sendall(
+                b"GET /store/v1/stream HTTP/1.1\r\nHost: test\r\n"
+                b"Authorization: Bearer " + client.encode() + b"\r\n\r\n"
+            )
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(1)
+            assert head.startswith(b"HTTP/1.1 200")
+            # when far more changes happen than the sockets between them hold (each event carries
+            # its offer's 15,000-character description)
+            text = "x" * 15_000
+            for request in range(4):
+                items = [
+                    {**book(amount=1000 + n, description=text), "sku": f"B{request}-{n}"}
+                    for n in range(400)
+                ]
+                response = http.post(
+                    "/supply/v1/offers/batch", headers=_auth(supplier), json={"offers": items}
+                )
+                assert response.status_code == 200, response.text
+            # then, once it reads again, it gets the events it had, then `dropped` with where to
+            # resume, and its response ends
+            body = _chunks(sock)
+        frames = [f for f in body.decode().split("\n\n") if f and not f.startswith(":")]
+        assert frames[0].startswith("retry:") and frames[-1].startswith("event: dropped")
+        note = json.loads(frames[-1].split("data: ", 1)[1])
+        assert note["reason"] == "too_slow"
+        seqs = [int(f.split("\n", 1)[0].removeprefix("id: ")) for f in frames[1:-1]]
+        assert seqs == sorted(set(seqs)) and seqs[-1] == note["resume_after"]
+        assert len(seqs) < 1600  # it fell behind: not everything reached it before the drop
+        # and resuming from there continues with the very next event of the log
+        after = http.get(
+            "/store/v1/events",
+            headers=_auth(client),
+            params={"after": note["resume_after"], "limit": 1},
+        ).json()["data"]
+        with streaming(base, client, last_event_id=note["resume_after"]) as resumed:
+            assert int(resumed.next()["id"]) == after[0]["seq"]
 
 
 @pytest.mark.postgres
