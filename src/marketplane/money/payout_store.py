@@ -4,6 +4,7 @@ IN …`), so of two processes settling one payout exactly one does."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -70,19 +71,13 @@ def _settings(row: Any) -> PayoutSettings:
 
 
 def _payout(row: Any) -> Payout:
+    """`payouts` has a column for each of Payout's fields, by the same names."""
     return Payout(
-        id=row.id,
-        supplier_id=row.supplier_id,
-        currency=row.currency,
-        amount=row.amount,
-        netted=row.netted,
-        status=PayoutStatus(row.status),
-        trigger=PayoutTrigger(row.trigger),
-        destination=row.destination,
-        reference=row.reference,
-        failure_code=row.failure_code,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        **{
+            **row._mapping,
+            "status": PayoutStatus(row.status),
+            "trigger": PayoutTrigger(row.trigger),
+        }
     )
 
 
@@ -134,22 +129,8 @@ async def advance_run(
 
 
 async def insert_payout(conn: AsyncConnection, payout: Payout) -> None:
-    await conn.execute(
-        payouts.insert().values(
-            id=payout.id,
-            supplier_id=payout.supplier_id,
-            currency=payout.currency,
-            amount=payout.amount,
-            netted=payout.netted,
-            status=str(payout.status),
-            trigger=str(payout.trigger),
-            destination=payout.destination,
-            reference=payout.reference,
-            failure_code=payout.failure_code,
-            created_at=payout.created_at,
-            updated_at=payout.updated_at,
-        )
-    )
+    values = {**asdict(payout), "status": str(payout.status), "trigger": str(payout.trigger)}
+    await conn.execute(payouts.insert().values(values))
 
 
 async def move_payout(
