@@ -123,6 +123,12 @@ class Settings(BaseSettings):
         le=1,
         description="A full feed deactivating more than this share of live offers is held.",
     )
+    feed_process_bytes: int = Field(
+        default=8 * 1024**2,
+        ge=0,
+        description="A feed file this large or larger is read, mapped and checked by a "
+        "separate process while its rows are written; 0: never.",
+    )
     feed_stale_seconds: float = Field(
         default=300,
         gt=0,

@@ -77,7 +77,11 @@ async def import_file(
         assert run is not None
         if console is None:
             run = await service.execute_run(
-                platform.uow, run, hold_share=settings.feed_hold_share, feed_format=kind
+                platform.uow,
+                run,
+                hold_share=settings.feed_hold_share,
+                feed_format=kind,
+                process_from=settings.feed_process_bytes or None,
             )
             return run_out(run)
         with Progress(
@@ -103,6 +107,7 @@ async def import_file(
                 hold_share=settings.feed_hold_share,
                 progress=show,
                 feed_format=kind,
+                process_from=settings.feed_process_bytes or None,
             )
             progress.update(task, completed=stored.bytes)
         return run_out(run)

@@ -91,7 +91,12 @@ async def run_next(new_uow: NewUnitOfWork, settings: Settings) -> FeedRun | None
             if fetched is None:
                 return run
             run = fetched
-        return await service.execute_run(new_uow, run, hold_share=settings.feed_hold_share)
+        return await service.execute_run(
+            new_uow,
+            run,
+            hold_share=settings.feed_hold_share,
+            process_from=settings.feed_process_bytes or None,
+        )
     except RunTaken:
         return None
 

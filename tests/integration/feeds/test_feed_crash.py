@@ -1,5 +1,6 @@
 """Killing a feed import at any moment: every batch is in or out with its counts, the run is
-marked failed at the line it reached, search agrees with the offers, and a re-run completes it."""
+marked failed at the line it reached, search agrees with the offers, and a re-run completes it.
+The same when the rows are prepared by a separate process, which ends with the import."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from marketplane.access import service as access
@@ -55,11 +57,27 @@ async def prepare(platform: Platform) -> str:
     return supplier.id
 
 
-def env_for(platform: Platform) -> dict[str, str]:
+def env_for(platform: Platform, process_bytes: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPLANE_")}
     env["MARKETPLANE_DATABASE_URL"] = platform.settings.database_url
     env["MARKETPLANE_DATA_DIR"] = str(platform.settings.data_dir)
+    env["MARKETPLANE_FEED_PROCESS_BYTES"] = str(process_bytes)
     return env
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(p) for p in (task / "children").read_text().split())
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan may wait a while for its reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 async def line_reached(platform: Platform) -> int:
@@ -91,8 +109,9 @@ async def live_and_indexed(platform: Platform, supplier_id: str) -> tuple[int, i
     return int(live), int(indexed)
 
 
+@pytest.mark.parametrize("process_bytes", [0, 1], ids=["thread", "process"])
 async def test_a_killed_import_keeps_whole_batches_and_a_rerun_completes_it(
-    platform: Platform, tmp_path: Path
+    platform: Platform, tmp_path: Path, process_bytes: int
 ) -> None:
     # given a feed of 8,000 offers (eight batches) being imported by the CLI
     supplier_id = await prepare(platform)
@@ -100,15 +119,22 @@ async def test_a_killed_import_keeps_whole_batches_and_a_rerun_completes_it(
     write_feed(feed)
     argv = [*CLI, str(feed), "--supplier", supplier_id, "--json"]
     process = await asyncio.create_subprocess_exec(
-        *argv, env=env_for(platform), stdout=asyncio.subprocess.DEVNULL
+        *argv, env=env_for(platform, process_bytes), stdout=asyncio.subprocess.DEVNULL
     )
     # when it is killed (-9) once a few batches are in
     while await line_reached(platform) < 2000 and process.returncode is None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(process.wait(), timeout=0.02)
     assert process.returncode is None, "the import ended before it could be killed"
+    helpers = children(process.pid)  # the preparing process, when there is one
     os.kill(process.pid, signal.SIGKILL)
     await process.wait()
+    for _ in range(500):  # it ends at its next send, into a pipe nobody reads
+        if not any(running(pid) for pid in helpers):
+            break
+        await asyncio.sleep(0.02)
+    assert not any(running(pid) for pid in helpers), "a helper process outlived the import"
+    assert helpers if process_bytes else not helpers
     recovered = await service.recover_interrupted(platform.uow, stale_after=3600)
     # then the run failed at the line it reached, with exactly what was applied
     assert len(recovered) == 1
@@ -122,7 +148,7 @@ async def test_a_killed_import_keeps_whole_batches_and_a_rerun_completes_it(
 
     # when the same file is imported again
     again = await asyncio.create_subprocess_exec(
-        *argv, env=env_for(platform), stdout=asyncio.subprocess.PIPE
+        *argv, env=env_for(platform, process_bytes), stdout=asyncio.subprocess.PIPE
     )
     output, _ = await again.communicate()
     # then it completes: what was in is unchanged, the rest inserted
