@@ -12,22 +12,20 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from marketplane import currency
 from marketplane.access import service as access
 from marketplane.access.model import ClientView, Milestone
 from marketplane.catalog import store
+from marketplane.catalog.checks import check_drafts
 from marketplane.catalog.model import (
     STORE_FIELDS,
     Category,
     Offer,
     OfferDraft,
     OfferStatus,
-    SchemaCheck,
     SearchRequest,
     Sort,
     ValidOffer,
     change_kind,
-    validate_offer,
 )
 from marketplane.catalog.search import (
     SMALL_SET,
@@ -53,7 +51,6 @@ from marketplane.kernel.pagination import Cursor, decode_cursor, encode_cursor, 
 # --- categories -----------------------------------------------------------------------------
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
-_validators: dict[tuple[str, int], Any] = {}
 
 
 def _prepare_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -68,26 +65,6 @@ def _prepare_schema(schema: dict[str, Any]) -> dict[str, Any]:
     except (fastjsonschema.JsonSchemaDefinitionException, ValueError, TypeError) as exc:
         raise field_error("attribute_schema", "invalid_schema", str(exc)) from exc
     return prepared
-
-
-def schema_check(category: Category) -> SchemaCheck:
-    """A compiled validator for the category's attribute schema (compiled once per version)."""
-    cache_key = (category.id, category.schema_version)
-    validate = _validators.get(cache_key)
-    if validate is None:
-        validate = fastjsonschema.compile(category.attribute_schema)
-        _validators[cache_key] = validate
-
-    def check(attributes: dict[str, Any]) -> list[FieldError]:
-        try:
-            validate(attributes)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            path = ".".join(str(p) for p in exc.path[1:])
-            where = f"attributes.{path}" if path else "attributes"
-            return [FieldError(where, f"schema_{exc.rule or 'violation'}", exc.message)]
-        return []
-
-    return check
 
 
 async def create_category(
@@ -178,25 +155,6 @@ class ItemResult:
     offer_id: str | None = None
     version: int | None = None
     errors: list[FieldError] = field(default_factory=list)
-
-
-def check_drafts(
-    drafts: Sequence[OfferDraft], categories: dict[str, Category]
-) -> list[ValidOffer | list[FieldError]]:
-    """Each draft checked against every rule (CPU only): the offer as it would be stored, or its
-    errors. `categories` by id and by slug, as `categories_by_ref` gives them."""
-    checked: list[ValidOffer | list[FieldError]] = []
-    for draft in drafts:
-        category = categories.get(draft.category)
-        checked.append(
-            validate_offer(
-                draft,
-                category=category,
-                precision=currency.precision(draft.price_currency),
-                check_attributes=schema_check(category) if category else lambda _: [],
-            )
-        )
-    return checked
 
 
 async def categories_by_ref(uow: UnitOfWork, refs: Iterable[str]) -> dict[str, Category]:

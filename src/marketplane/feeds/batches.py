@@ -2,10 +2,11 @@
 
 A run writes one batch while the next is prepared. For a small file the next is prepared on a
 thread of the writing process. From a size up (`process_from`), a separate process prepares
-them: it opens the file itself and sends each batch through a pipe. Parsing, mapping and
-checking then run on another core and never hold the writer's interpreter lock, which on a
-thread they did for most of the write: SQLite and the database driver give the lock back for
-every row they step through, and waited up to a switch interval to get it back each time.
+them (`PREPARER`): it opens the file itself and sends each batch through a pipe. Parsing,
+mapping and checking then run on another core and never hold the writer's interpreter lock,
+which on a thread they did for most of the write: SQLite and the database driver give the
+lock back for every row they step through, and waited up to a switch interval to get it back
+each time.
 
 The pipe holds far less than a full batch, so the process is never more than a batch ahead: memory
 stays what it is on a thread, whatever the file's size. If the run's process dies, the pipe
@@ -15,10 +16,14 @@ closes and the preparing process ends at its next send.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
-import multiprocessing
 import operator
+import os
+import pickle
+import subprocess
+import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +33,7 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
-from marketplane.catalog import service as catalog
+from marketplane.catalog.checks import check_drafts
 from marketplane.catalog.model import Category, OfferDraft, ValidOffer
 from marketplane.feeds.mapping import EMPTY, Mapped, Mapper, parse_mapping, schema_types
 from marketplane.feeds.model import Counts, RowError, shown_value
@@ -133,7 +138,7 @@ class Preparer:
                 drafts.append(mapped.draft)
                 lines.append(row.line)
         self.skus_before.update(hash(sku) for sku in named)
-        checked = catalog.check_drafts(drafts, self.categories)
+        checked = check_drafts(drafts, self.categories)
         return Batch(rows[-1].line, counts, errors, drafts, checked, lines, deletes, named)
 
 
@@ -228,9 +233,12 @@ class _OnThread(Batches):
         self.handle.close()
 
 
-def _prepare_apart(conn: Connection, job: Job) -> None:
-    """A preparing process's whole life: opens the file, says so, then sends its batches."""
+def prepare_apart() -> None:
+    """A preparing process's whole life (`PREPARER`): reads its job from stdin, opens the file,
+    says so, then sends its batches through the pipe its parent gave it."""
+    conn = Connection(int(sys.argv[1]), readable=False)
     try:
+        job: Job = pickle.load(sys.stdin.buffer)  # noqa: S301 (from its parent, the run)
         with fewer_collections(), job.path.open("rb") as handle:
             feed = open_feed(handle, format=job.format, filename=job.filename)
             conn.send(("open", feed.columns))
@@ -239,13 +247,19 @@ def _prepare_apart(conn: Connection, job: Job) -> None:
         conn.send(("end",))
     except FeedUnreadable as exc:
         conn.send(("unreadable", exc.line, exc.detail))
+    except BrokenPipeError:
+        pass  # the run's process went away
     except OSError as exc:
-        if not isinstance(exc, BrokenPipeError):  # the run's process went away
-            conn.send(("oserror", str(exc)))
+        conn.send(("oserror", str(exc)))
     except BaseException:
         conn.send(("failed", traceback.format_exc()))
     finally:
         conn.close()
+
+
+# A fresh interpreter that imports what preparing needs and nothing else: not the host's main
+# module, as multiprocessing's spawn would (the whole CLI and web stack, ~100 MB more).
+PREPARER = "from marketplane.feeds.batches import prepare_apart; prepare_apart()"
 
 
 class _InProcess(Batches):
@@ -260,24 +274,32 @@ class _InProcess(Batches):
         return batches
 
     def __init__(self, job: Job) -> None:
-        # Spawned, not forked: the run's process has threads (the database driver's) and an
-        # event loop that a forked child would inherit mid-flight.
-        context = multiprocessing.get_context("spawn")
-        self.conn, child_end = context.Pipe(duplex=False)
-        self.process = context.Process(
-            target=_prepare_apart, args=(child_end, job), name="feed-prepare", daemon=True
-        )
-        self.process.start()
-        child_end.close()
+        reading, writing = os.pipe()
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 (this interpreter, a fixed program)
+                [sys.executable, "-c", PREPARER, str(writing)],
+                stdin=subprocess.PIPE,
+                pass_fds=(writing,),
+            )
+        except BaseException:
+            os.close(reading)
+            raise
+        finally:
+            os.close(writing)
+        self.conn = Connection(reading, writable=False)
         self.done = False
+        assert self.process.stdin is not None
+        # If it ended already, the pipe says why.
+        with self.process.stdin as stdin, contextlib.suppress(BrokenPipeError):
+            stdin.write(pickle.dumps(job))
 
     async def _receive(self, *expected: str) -> tuple[Any, ...]:
         try:
             message: tuple[Any, ...] = await asyncio.to_thread(self.conn.recv)
         except (EOFError, OSError):  # the pipe closed, at or within a message
-            await asyncio.to_thread(self.process.join)
+            code = await asyncio.to_thread(self.process.wait)
             raise PreparationFailed(
-                f"the process preparing the rows ended (exit code {self.process.exitcode})"
+                f"the process preparing the rows ended (exit code {code})"
             ) from None
         kind = message[0]
         if kind == "unreadable":
@@ -303,7 +325,7 @@ class _InProcess(Batches):
         self.conn.close()
         if not self.done:
             self.process.terminate()  # stopped early: its batches are not wanted
-        await asyncio.to_thread(self.process.join)
+        await asyncio.to_thread(self.process.wait)
 
 
 async def open_batches(job: Job, *, apart: bool) -> Batches:

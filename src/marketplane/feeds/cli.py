@@ -21,6 +21,7 @@ from rich.progress import (
 from marketplane.access import service as access
 from marketplane.bootstrap import migrated
 from marketplane.catalog import service as catalog
+from marketplane.catalog.checks import schema_check
 from marketplane.catalog.model import Category, validate_offer
 from marketplane.currency import precision
 from marketplane.feeds import service
@@ -162,7 +163,7 @@ def validate_file(
     types = schema_types(category.attribute_schema)
     refs = (category.id, category.slug)
     mapper = Mapper(spec, types_for=lambda ref: types if ref in refs else None)
-    check = catalog.schema_check(category)
+    check = schema_check(category)
     counts = {"read": 0, "valid": 0, "deletes": 0, "failed": 0}
     errors: list[dict[str, Any]] = []
     fatal: str | None = None

@@ -4,9 +4,9 @@ file's batches are prepared by a separate process (`process_from`), with the sam
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
-import multiprocessing
 import os
 import signal
 from pathlib import Path
@@ -169,9 +169,11 @@ async def test_a_preparing_process_that_dies_fails_the_run_and_a_rerun_completes
     path.write_text("".join(book(n, "word " * 200) for n in range(3000)))
 
     def kill_the_preparer(_: FeedRun) -> None:
-        for child in multiprocessing.active_children():
-            if child.name == "feed-prepare" and child.pid is not None:
-                os.kill(child.pid, signal.SIGKILL)
+        tasks = Path(f"/proc/{os.getpid()}/task").iterdir()
+        for pid in (int(p) for task in tasks for p in (task / "children").read_text().split()):
+            with contextlib.suppress(FileNotFoundError):
+                if "prepare_apart" in Path(f"/proc/{pid}/cmdline").read_text():
+                    os.kill(pid, signal.SIGKILL)
 
     # when the preparing process is killed (-9) once the first batch is written
     run, _ = await run_file(
