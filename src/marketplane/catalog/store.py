@@ -345,18 +345,17 @@ async def insert_offers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> di
     """Insert offers; returns their primary keys by id."""
     if not rows:
         return {}
+    # Keys chosen first, so nothing is looked up after the insert (on PostgreSQL the rows go by
+    # COPY; on SQLite, RETURNING with ordered rows makes SQLAlchemy fall back to one INSERT per
+    # row: measured 15× slower for a batch of 1,000).
     if conn.dialect.name == "postgresql":
-        # Keys drawn first, in one statement, so the rows go by COPY with them: no lookup after.
-        drawn = await conn.execute(_DRAW_KEYS, {"n": len(rows)})
-        keyed = [{**row, "pk": pk} for row, (pk,) in zip(rows, drawn, strict=True)]
-        await bulk.insert_many(conn, offers, keyed)
-        return {row["id"]: row["pk"] for row in keyed}
-    # Keys given, as SQLite would choose them (one past the largest): the writer holds the
-    # database from its first statement (BEGIN IMMEDIATE), so nobody takes them meanwhile, and
-    # no lookup after (RETURNING with ordered rows makes SQLAlchemy fall back to one INSERT per
-    # row on SQLite: measured 15× slower for a batch of 1,000).
-    last = (await conn.execute(sa.select(sa.func.max(offers.c.pk)))).scalar() or 0
-    keyed = [{**row, "pk": pk} for pk, row in enumerate(rows, start=last + 1)]
+        keys = [pk for (pk,) in await conn.execute(_DRAW_KEYS, {"n": len(rows)})]
+    else:
+        # As SQLite would choose them, one past the largest: the writer holds the database from
+        # its first statement (BEGIN IMMEDIATE), so nobody takes them meanwhile.
+        last = (await conn.execute(sa.select(sa.func.max(offers.c.pk)))).scalar() or 0
+        keys = list(range(last + 1, last + 1 + len(rows)))
+    keyed = [{**row, "pk": pk} for row, pk in zip(rows, keys, strict=True)]
     await bulk.insert_many(conn, offers, keyed)
     return {row["id"]: row["pk"] for row in keyed}
 
