@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -13,6 +14,8 @@ import orjson
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+from marketplane.db import sqlite_driver
 
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -128,8 +131,11 @@ def _configure_sqlite(engine: Engine, *, writer: bool) -> None:
 
 
 def _sqlite_engine(url: str, *, writer: bool) -> AsyncEngine:
+    parsed = make_url(url)
+    args, options = parsed.get_dialect()().create_connect_args(parsed)
     engine = create_async_engine(
         url,
+        async_creator=partial(sqlite_driver.connect, *args, **options),
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
         pool_size=1 if writer else 8,
