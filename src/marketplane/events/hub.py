@@ -20,6 +20,8 @@ from marketplane.events.model import Event
 log = logging.getLogger("marketplane.events")
 ReadAfter = Callable[[int, int], Awaitable[list[Event]]]  # (after seq, limit) -> events
 PAGE = 1000
+SLICE = 25  # streams written to between two turns of the event loop
+BATCH = 50  # events handed out together: a stream gets them in one write
 HEARTBEAT = (0, b": heartbeat\n\n", 0.0)  # a queue item with no event: seq 0
 
 
@@ -27,14 +29,21 @@ Frames = dict[object, bytes]  # an event's rendered frames, by presentation: sha
 
 
 Pending = tuple[int, bytes, float]  # seq (0: a heartbeat), frame, committed (epoch seconds)
+# Writes a frame to the stream's client at once: None once written, else what the stream's own
+# task must await to finish writing it (the connection is applying back-pressure).
+Push = Callable[[bytes], Awaitable[None] | None]
 
 
 @dataclass(eq=False)
 class Subscriber:
     """One stream. `frame` renders an event for it (None: not for it), reusing a frame another
-    subscriber with the same presentation rendered (`Frames`); frames wait in `pending`, at
-    most `limit` of them, until the stream takes them (a list and one future: an asyncio.Queue
-    per stream cost a tenth of a process's time at 20,000 deliveries a second)."""
+    subscriber with the same presentation rendered (`Frames`).
+
+    A stream that is caught up and waiting, with a `push`, is written by the hub itself as it
+    fans events out: every frame it has for the stream in one write, and no task switch per
+    delivery (at 1,000 streams those were a third of the process's time). Otherwise frames wait
+    in `pending`, at most `limit` of them, until the stream's task takes them; a write that had
+    to wait is finished by that task (`unfinished`) before anything later."""
 
     key_id: str
     frame: Callable[[Event, Frames], bytes | None]
@@ -43,17 +52,56 @@ class Subscriber:
     # could concern; `frame` still decides): these objects, else these categories.
     objects: frozenset[str] | None = None
     categories: frozenset[str] | None = None
+    last: int = 0  # the last event handed to the stream: it resumes after this one
+    delivered: Callable[[float], None] | None = None  # told each event's commit time, once sent
+    push: Push | None = field(default=None, repr=False)
     pending: list[Pending] = field(init=False, default_factory=list)
     dropped: bool = False
+    unfinished: tuple[Awaitable[None], list[Pending]] | None = field(init=False, default=None)
+    failure: BaseException | None = field(init=False, default=None)
+    _idle: bool = field(init=False, default=False)
     _waiter: asyncio.Future[None] | None = field(init=False, default=None, repr=False)
 
-    def offer(self, seq: int, data: bytes, committed: float) -> None:
+    def offer(self, items: list[Pending]) -> None:
+        """Hands the stream these frames, oldest first."""
         if self.dropped:
             return
-        if len(self.pending) >= self.limit:
+        if self._idle and self.push is not None:
+            self._push(self.push, items)
+            return
+        room = max(0, self.limit - len(self.pending))
+        self.pending.extend(items[:room])
+        if len(items) > room:
             self.dropped = True  # nothing more is queued: the stream ends, saying where it was
+        self._wake()
+
+    def _push(self, push: Push, items: list[Pending]) -> None:
+        fresh = [item for item in items if item[0] > self.last or not item[0]]
+        if not fresh:
+            return  # the stream read them from the log itself
+        data = fresh[0][1] if len(fresh) == 1 else b"".join(frame for _, frame, _ in fresh)
+        try:
+            rest = push(data)
+        except Exception as exc:  # the connection is broken: its task ends the stream
+            self.failure = exc
+            self._wake()
+            return
+        if rest is None:
+            self.sent(fresh)
         else:
-            self.pending.append((seq, data, committed))
+            self.unfinished = (rest, fresh)
+            self._wake()
+
+    def sent(self, items: list[Pending]) -> None:
+        """These frames reached the connection."""
+        for seq, _, committed in items:
+            if seq:
+                self.last = seq
+                if self.delivered is not None:
+                    self.delivered(committed)
+
+    def _wake(self) -> None:
+        self._idle = False
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -61,10 +109,25 @@ class Subscriber:
                 waiter.set_result(None)
 
     async def ready(self) -> None:
-        """Returns once something is pending or the stream was dropped."""
-        while not self.pending and not self.dropped:
+        """Returns once something is pending, a write is unfinished, or the stream was dropped or
+        broken; meanwhile the hub writes what comes to the stream itself."""
+        while not (self.pending or self.dropped or self.unfinished or self.failure):
             self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
+            self._idle = True
+            try:
+                await self._waiter
+            finally:
+                self._idle = False
+
+    async def finish(self) -> None:
+        """Raises the failure of a write, or finishes one that had to wait."""
+        if self.failure is not None:
+            raise self.failure
+        if self.unfinished is not None:
+            rest, items = self.unfinished
+            await rest
+            self.unfinished = None
+            self.sent(items)
 
     def take(self, most: int) -> list[Pending]:
         """The oldest pending frames, at most `most`, no longer pending."""
@@ -169,7 +232,7 @@ class Hub:
             await asyncio.sleep(self._heartbeat)
             for subscriber in list(self._subscribers):
                 if not subscriber.pending:
-                    subscriber.offer(*HEARTBEAT)
+                    subscriber.offer([HEARTBEAT])
 
     async def _run(self) -> None:
         while True:
@@ -191,22 +254,47 @@ class Hub:
             found = await self._read_after(self.cursor, PAGE)
             if not found:
                 return total
-            self.fan_out(found)
+            await self.fan_out(found)
             total += len(found)
             if len(found) < PAGE:
                 return total
 
-    def fan_out(self, found: Iterable[Event]) -> None:
-        for event in found:
-            committed = event.occurred_at.timestamp()
-            frames: Frames = {}
-            subscribers = list(self._everything)
-            if event.object_id in self._by_object:
-                subscribers.extend(self._by_object[event.object_id])
-            if event.category_id is not None and event.category_id in self._by_category:
-                subscribers.extend(self._by_category[event.category_id])
-            for subscriber in subscribers:
-                data = subscriber.frame(event, frames)
-                if data is not None:
-                    subscriber.offer(event.seq, data, committed)
-            self.cursor = event.seq
+    async def fan_out(self, found: Iterable[Event]) -> None:
+        """Hands out the events, `BATCH` at a time: each stream gets what a batch holds for it
+        at once, so when events come faster than they are written, streams are written less
+        often, not later. The loop runs other work between events and after every `SLICE`
+        streams written: writing to 1,000 streams takes tens of milliseconds, which requests'
+        database round trips would otherwise wait for. A stream that subscribes meanwhile reads
+        the batch from the log itself (`cursor` is not past it)."""
+        events = list(found)
+        for first in range(0, len(events), BATCH):
+            batch = events[first : first + BATCH]
+            handed: dict[Subscriber, list[Pending]] = {}
+            for event in batch:
+                if event is not batch[0]:
+                    await asyncio.sleep(0)
+                committed = event.occurred_at.timestamp()
+                frames: Frames = {}
+                for subscriber in self._concerned(event):
+                    data = subscriber.frame(event, frames)
+                    if data is not None:
+                        item = (event.seq, data, committed)
+                        if subscriber in handed:
+                            handed[subscriber].append(item)
+                        else:
+                            handed[subscriber] = [item]
+            streams = list(handed.items())
+            for start in range(0, len(streams), SLICE):
+                if start:
+                    await asyncio.sleep(0)
+                for subscriber, items in streams[start : start + SLICE]:
+                    subscriber.offer(items)
+            self.cursor = batch[-1].seq
+
+    def _concerned(self, event: Event) -> list[Subscriber]:
+        subscribers = list(self._everything)
+        if event.object_id in self._by_object:
+            subscribers.extend(self._by_object[event.object_id])
+        if event.category_id is not None and event.category_id in self._by_category:
+            subscribers.extend(self._by_category[event.category_id])
+        return subscribers

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from marketplane.access.model import ClientView, Permission, Principal
 from marketplane.catalog import service as catalog
 from marketplane.events import service
-from marketplane.events.hub import Frames, Subscriber, TooManyStreams
+from marketplane.events.hub import Frames, Push, Subscriber, TooManyStreams
 from marketplane.events.model import Event, EventType, present, visible_to
 from marketplane.http.deps import (
     PlatformDep,
@@ -200,6 +200,17 @@ def store_frame(
     return frame
 
 
+def _delivered(committed: float) -> None:
+    FRESHNESS.add(since(committed))
+
+
+def _pushes_to(subscriber: Subscriber) -> Callable[[Push], None]:
+    def attach(push: Push) -> None:
+        subscriber.push = push
+
+    return attach
+
+
 @store.get(
     "/stream",
     operation_id="store_stream",
@@ -248,6 +259,7 @@ async def stream(
         limit=settings.stream_queue,
         objects=watched,
         categories=categories,
+        delivered=_delivered,
     )
     try:
         start = hub.subscribe(subscriber)
@@ -259,40 +271,42 @@ async def stream(
     OPEN_STREAMS.opened()
 
     def end() -> None:
+        subscriber.push = None
         if hub.unsubscribe(subscriber):
             OPEN_STREAMS.closed()
 
-    last = start if resume is None else resume
+    subscriber.last = start if resume is None else resume
 
     async def body() -> AsyncIterator[bytes]:
-        nonlocal last
         try:
             yield b"retry: 2000\n\n"
             while True:  # what the log holds after `last`, then what the hub hands out
                 async with platform.uow(write=False) as uow:
-                    found = await service.read(uow, after=last, limit=500, types=kinds, view=view)
+                    found = await service.read(
+                        uow, after=subscriber.last, limit=500, types=kinds, view=view
+                    )
                 if not found:
                     break
                 for event in found:
                     data = frame(event, {})
                     if data is not None:
                         yield data
-                last = max(last, found[-1].seq)
+                subscriber.last = max(subscriber.last, found[-1].seq)
             while True:
-                # The hub queues a heartbeat (seq 0) when the stream is idle. Whatever else is
-                # queued goes in the same write: under load one send carries many events.
+                # Waiting, the stream is written by the hub itself (`Subscriber.push`). Else
+                # what is queued goes in one write: under load one send carries many events.
                 await subscriber.ready()
+                await subscriber.finish()
                 waiting = subscriber.take(WRITE_AT_ONCE)
                 if not waiting:
-                    break  # dropped, and what was queued before is sent
-                fresh = [item for item in waiting if item[0] > last or item[0] == 0]
+                    if subscriber.dropped:
+                        break  # and what was queued before is sent
+                    continue
+                fresh = [item for item in waiting if item[0] > subscriber.last or item[0] == 0]
                 if fresh:
                     yield b"".join(data for _, data, _ in fresh)
-                    for seq, _, committed in fresh:
-                        if seq:
-                            last = seq
-                            FRESHNESS.add(since(committed))
-            note = orjson.dumps({"reason": "too_slow", "resume_after": last})
+                    subscriber.sent(fresh)
+            note = orjson.dumps({"reason": "too_slow", "resume_after": subscriber.last})
             yield b"event: dropped\ndata: %s\n\n" % note
         finally:
             end()
@@ -302,7 +316,9 @@ async def stream(
     # subscription ends when the generator is collected.
     weakref.finalize(frames, end)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return EventStream(frames, media_type="text/event-stream", headers=headers)
+    return EventStream(
+        frames, media_type="text/event-stream", headers=headers, on_push=_pushes_to(subscriber)
+    )
 
 
 class FreshnessOut(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator
+from functools import partial
 from typing import Any
 
 import orjson
@@ -48,9 +50,22 @@ def problem(
 class EventStream(StreamingResponse):
     """A streaming response whose start (status and headers) goes through every middleware
     and whose body chunks go straight to the server's `send` when `DirectSend` put it in the
-    scope; the end goes through the middleware again."""
+    scope; the end goes through the middleware again.
+
+    `on_push`, if given, receives a function that writes a chunk at once from whatever code
+    calls it, between the chunks of the body (see `write_now`)."""
 
     _direct: Send | None = None
+
+    def __init__(
+        self,
+        content: AsyncIterable[bytes],
+        *,
+        on_push: Callable[[Callable[[bytes], Awaitable[None] | None]], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self._on_push = on_push
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._direct = scope.get(DIRECT_SEND)
@@ -60,6 +75,49 @@ class EventStream(StreamingResponse):
         start = {"type": "http.response.start", "status": self.status_code}
         await send({**start, "headers": self.raw_headers})
         direct = self._direct or send
+        if self._on_push is not None:
+            self._on_push(partial(write_now, direct))
         async for chunk in self.body_iterator:
             await direct({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def write_now(send: Send, chunk: bytes) -> Awaitable[None] | None:
+    """Sends a body chunk without a task switch: runs the server's `send` until it finishes
+    (None) or must wait, as when the connection applies back-pressure; then returns the rest of
+    that send, for the caller's task to await. Nothing else may be sent on the connection until
+    that rest is done."""
+    steps = send({"type": "http.response.body", "body": chunk, "more_body": True}).__await__()
+    try:
+        waiting = steps.send(None)
+    except StopIteration:
+        return None
+    return _Rest(steps, waiting)
+
+
+class _Rest:
+    """The rest of a send that had to wait: awaiting it waits for what it was waiting for, then
+    runs the send on (as `await` would have)."""
+
+    def __init__(self, steps: Generator[Any, Any, Any], waiting: Any) -> None:
+        self._steps = steps
+        self._waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        steps, waiting = self._steps, self._waiting
+        while True:
+            try:
+                answer = yield waiting
+            except GeneratorExit:
+                steps.close()
+                raise
+            except BaseException as exc:  # cancelled while waiting: the send is told so
+                try:
+                    waiting = steps.throw(exc)
+                except StopIteration:
+                    return
+                continue
+            try:
+                waiting = steps.send(answer)
+            except StopIteration:
+                return

@@ -41,7 +41,7 @@ async def test_events_reach_the_streams_that_take_them() -> None:
     a1, a2, b = taking("sup_a", rendered), taking("sup_a", rendered), taking("sup_b", rendered)
     for s in (a1, a2, b):
         assert hub.subscribe(s) == 0
-    hub.fan_out([event(1), event(2, "sup_b")])
+    await hub.fan_out([event(1), event(2, "sup_b")])
     committed = event(1).occurred_at.timestamp()
     assert [a1.take(10), a2.take(10)] == [[(1, b"1", committed)]] * 2
     assert b.take(10) == [(2, b"2", committed)]
@@ -55,7 +55,7 @@ async def test_a_slow_stream_is_dropped_and_the_others_go_on() -> None:
     hub.subscribe(slow)
     hub.subscribe(quick)
     for seq in range(1, 8):
-        hub.fan_out([event(seq)])
+        await hub.fan_out([event(seq)])
         assert len(quick.take(10)) == 1  # this one keeps up
     assert slow.dropped and not quick.dropped
     assert [item[0] for item in slow.take(10)] == [1, 2, 3]  # what came before it fell behind
@@ -104,10 +104,10 @@ async def test_streams_watching_some_offers_or_categories_are_asked_only_about_t
     watchers = {name: asking(name) for name in asked}
     for watcher in watchers.values():
         hub.subscribe(watcher)
-    hub.fan_out([event(1), event(2), event(3)])  # all books; off_1, off_2, off_3
+    await hub.fan_out([event(1), event(2), event(3)])  # all books; off_1, off_2, off_3
     assert asked == {"offer": [2], "category": [], "all": [1, 2, 3]}
     hub.unsubscribe(watchers["offer"])
-    hub.fan_out([event(2)])
+    await hub.fan_out([event(2)])
     assert asked["offer"] == [2]  # gone from the index too
 
 
@@ -117,7 +117,7 @@ async def test_idle_streams_get_a_heartbeat_to_send() -> None:
     hub.subscribe(idle)
     hub.subscribe(busy)
     await hub.start(0)
-    hub.fan_out([event(1)])  # busy has an event waiting; so has idle, until it takes it
+    await hub.fan_out([event(1)])  # busy has an event waiting; so has idle, until it takes it
     idle.take(10)
     await asyncio.sleep(0.05)
     await hub.stop()
@@ -130,18 +130,103 @@ async def test_a_waiting_stream_wakes_for_an_event_and_when_dropped() -> None:
     waiting = asyncio.create_task(stream.ready())
     await asyncio.sleep(0)
     assert not waiting.done()
-    stream.offer(1, b"1", 0.0)
+    stream.offer([(1, b"1", 0.0)])
     await asyncio.wait_for(waiting, 1)
     assert stream.take(2) == [(1, b"1", 0.0)]
     for seq in range(2, 5):
-        stream.offer(seq, b"x", 0.0)  # 3 fit; the fourth drops it
+        stream.offer([(seq, b"x", 0.0)])  # 3 fit; the fourth drops it
     assert not stream.dropped
     stream.take(3)
     waiting = asyncio.create_task(stream.ready())
     await asyncio.sleep(0)
     for seq in range(5, 9):
-        stream.offer(seq, b"x", 0.0)
+        stream.offer([(seq, b"x", 0.0)])
     await asyncio.wait_for(waiting, 1)
     assert stream.dropped and [s for s, _, _ in stream.take(10)] == [5, 6, 7]
     await asyncio.wait_for(stream.ready(), 1)  # dropped: never waits again
     assert stream.take(10) == []
+
+
+class Connection:
+    """A stream's connection as the hub writes to it: each write taken at once, or, while
+    `full`, held until the test lets it through (back-pressure)."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.full: asyncio.Future[None] | None = None
+        self.broken = False
+
+    def push(self, data: bytes) -> asyncio.Future[None] | None:
+        if self.broken:
+            raise ConnectionResetError("gone")
+        if self.full is not None:
+            held = self.full
+
+            async def later() -> None:
+                await held
+                self.written.append(data)
+
+            return asyncio.ensure_future(later())
+        self.written.append(data)
+        return None
+
+
+def pushed(supplier: str, connection: Connection, delivered: list[float]) -> Subscriber:
+    stream = taking(supplier, [])
+    stream.push = connection.push
+    stream.delivered = delivered.append
+    return stream
+
+
+async def test_a_waiting_stream_is_written_by_the_hub_one_write_a_batch() -> None:
+    hub = Hub(nothing, max_per_key=5)
+    connection, delivered = Connection(), []
+    stream = pushed("sup_a", connection, delivered)
+    hub.subscribe(stream)
+    waiting = asyncio.create_task(stream.ready())
+    await asyncio.sleep(0)
+    await hub.fan_out([event(1), event(2, "sup_b"), event(3)])
+    assert connection.written == [b"13"]  # its two events in one write, no wake-up
+    assert not waiting.done() and stream.last == 3 and len(delivered) == 2
+    await hub.fan_out([event(3), event(4)])  # 3 again (read from the log meanwhile): skipped
+    assert connection.written == [b"13", b"4"] and stream.last == 4
+    waiting.cancel()
+
+
+async def test_a_stream_not_waiting_gets_its_events_queued_not_written() -> None:
+    connection = Connection()
+    stream = pushed("sup_a", connection, [])
+    stream.offer([(1, b"1", 0.0)])  # still reading the log: its task writes it later
+    assert connection.written == [] and stream.take(5) == [(1, b"1", 0.0)]
+
+
+async def test_a_write_held_by_back_pressure_is_finished_by_the_stream_first() -> None:
+    connection, delivered = Connection(), []
+    stream = pushed("sup_a", connection, delivered)
+    connection.full = asyncio.get_running_loop().create_future()
+    waiting = asyncio.create_task(stream.ready())
+    await asyncio.sleep(0)
+    stream.offer([(1, b"1", 0.0)])
+    await asyncio.wait_for(waiting, 1)  # woken: the write is unfinished
+    stream.offer([(2, b"2", 0.0)])  # meanwhile queued, behind it
+    assert stream.unfinished is not None and stream.pending == [(2, b"2", 0.0)]
+    finishing = asyncio.create_task(stream.finish())
+    await asyncio.sleep(0)
+    assert not finishing.done() and stream.last == 0
+    connection.full.set_result(None)
+    await asyncio.wait_for(finishing, 1)
+    assert connection.written == [b"1"] and stream.last == 1 and delivered == [0.0]
+    assert stream.take(5) == [(2, b"2", 0.0)]
+
+
+async def test_a_broken_connection_ends_the_stream_through_its_task() -> None:
+    connection = Connection()
+    stream = pushed("sup_a", connection, [])
+    connection.broken = True
+    waiting = asyncio.create_task(stream.ready())
+    await asyncio.sleep(0)
+    stream.offer([(1, b"1", 0.0)])
+    await asyncio.wait_for(waiting, 1)
+    with pytest.raises(ConnectionResetError):
+        await stream.finish()
+    assert stream.last == 0  # not written: a resumed stream gets it again
