@@ -70,6 +70,19 @@ async def test_products_group_offers_by_gtin_cheapest_first(market: Market) -> N
     assert body["buy_box"]["id"] == b.json()["id"]
 
 
+async def test_an_offer_keeps_its_product_while_its_gtin_stays_and_moves_with_it(
+    market: Market,
+) -> None:
+    _, key = await market.supplier()
+    first = (await market.put(key, "A", book(isbn="9780306406157"))).json()["product"]
+    repriced = await market.put(key, "A", book(isbn="9780306406157", amount=999))
+    assert repriced.status_code == 200 and repriced.json()["product"] == first
+    moved = await market.put(key, "A", book(isbn="9781861972712", amount=999))
+    assert moved.json()["product"] not in (None, first)
+    back = await market.put(key, "A", book(isbn="9780306406157", amount=999))
+    assert back.json()["product"] == first
+
+
 async def test_markup_applies_to_prices_and_price_filters(market: Market) -> None:
     # given a client with a 10% markup
     _, supplier = await market.supplier()

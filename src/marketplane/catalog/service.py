@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -215,7 +215,9 @@ async def _write(
     now = utcnow()
     listed = await store.is_listed(conn, supplier_id)
     existing = await store.existing_offers(conn, supplier_id, list(valid))
-    product_ids = {} if dry_run else await _products_for(uow, [o for _, o in valid.values()], now)
+    product_ids = (
+        {} if dry_run else await _products_for(uow, [o for _, o in valid.values()], now, existing)
+    )
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     reindex: list[tuple[str, ValidOffer, int | None]] = []
@@ -354,9 +356,16 @@ def offer_events(kind: str, offers: Iterable[tuple[Offer, bool, bool]]) -> list[
     ]
 
 
-async def _products_for(uow: UnitOfWork, offers: list[ValidOffer], now: Any) -> dict[str, str]:
-    gtins = sorted({o.gtin for o in offers if o.gtin})
-    known = await store.products_by_gtin(await uow.connection(), gtins)
+async def _products_for(
+    uow: UnitOfWork, offers: list[ValidOffer], now: Any, existing: Mapping[str, Any]
+) -> dict[str, str]:
+    """Each GTIN's product, created if new. An offer keeping its GTIN keeps its product: no
+    lookup (a price or stock update is then one statement shorter)."""
+    known = {row.gtin: row.product_id for row in existing.values() if row.gtin and row.product_id}
+    gtins = sorted({o.gtin for o in offers if o.gtin and o.gtin not in known})
+    if not gtins:
+        return known
+    known |= await store.products_by_gtin(await uow.connection(), gtins)
     fresh: dict[str, dict[str, Any]] = {}
     for offer in offers:
         if offer.gtin and offer.gtin not in known and offer.gtin not in fresh:
@@ -374,7 +383,7 @@ async def _products_for(uow: UnitOfWork, offers: list[ValidOffer], now: Any) -> 
                 pg_insert(store.products).on_conflict_do_nothing(index_elements=["gtin"]),
                 list(fresh.values()),
             )
-            known = await store.products_by_gtin(await uow.connection(), gtins)
+            known |= await store.products_by_gtin(await uow.connection(), gtins)
         else:
             await store.insert_products(await uow.connection(), list(fresh.values()))
             known |= {g: row["id"] for g, row in fresh.items()}

@@ -327,6 +327,7 @@ async def existing_offers(
             offers.c.version,
             offers.c.attributes,
             offers.c.created_at,
+            offers.c.gtin,
             offers.c.product_id,
             offers.c.price_amount,
             offers.c.quantity,
