@@ -18,12 +18,13 @@ crosses processes through LISTEN/NOTIFY):
    (a stream dropped, a delivery lost, the writer or the streams fell behind).
 5. Baseline, in the same run, before the product's servers: the same events broadcast from memory
    by a bare FastAPI app served the same way (uvicorn, uvloop, httptools, one worker, the
-   collector tuned as `marketplane serve` tunes it; `--baseline-server PORT` runs it): a change
-   arriving on the supply paths is rendered once and put in every stream's asyncio.Queue, each
-   stream writes what it takes. No database, no filtering, no authentication, no middleware. The
-   same load generator drives it with load (a) and the saturation steps; its highest sustained
-   deliveries/s is the figure the ratio divides by. Also, for scale: the in-process broadcast
-   alone (a producer, a Queue and a task per subscriber, no sockets), `broadcast-memory`.
+   collector and switch interval as `marketplane serve` sets them; `--baseline-server PORT`
+   runs it): a change arriving on the supply paths is rendered once and put in every stream's
+   asyncio.Queue, each stream writes what it takes. No database, no filtering, no
+   authentication, no middleware. The same load generator drives it with load (a) and the
+   saturation steps; its highest sustained deliveries/s is the figure the ratio divides by.
+   Also, for scale: the in-process broadcast alone (a producer, a Queue and a task per
+   subscriber, no sockets), `broadcast-memory`.
 
 The load generator is this process: the streams are raw asyncio connections (a minimal HTTP/1.1
 GET and chunked reader, no httpx) whose frames are parsed with bytes searches for the offer id and
@@ -729,11 +730,13 @@ def baseline_app() -> Any:
 def serve_baseline(port: int) -> None:
     import uvicorn
 
-    # The collector as `marketplane serve` sets it (cli._tune_collector): without it, full
-    # collections pause this process for tens of milliseconds.
+    # The collector and the lock's switch interval as `marketplane serve` sets them
+    # (cli._tune_interpreter): without it, full collections pause this process for tens of
+    # milliseconds. (It has no other thread, so the interval changes nothing here.)
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    sys.setswitchinterval(0.0005)
     uvicorn.run(
         baseline_app(),
         host="127.0.0.1",
