@@ -62,6 +62,10 @@ class Subscriber:
     _idle: bool = field(init=False, default=False)
     _waiter: asyncio.Future[None] | None = field(init=False, default=None, repr=False)
 
+    def attach(self, push: Push) -> None:
+        """How to write to the stream's connection at once (its response, once started)."""
+        self.push = push
+
     def offer(self, items: list[Pending]) -> None:
         """Hands the stream these frames, oldest first."""
         if self.dropped:

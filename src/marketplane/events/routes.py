@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from marketplane.access.model import ClientView, Permission, Principal
 from marketplane.catalog import service as catalog
 from marketplane.events import service
-from marketplane.events.hub import Frames, Push, Subscriber, TooManyStreams
+from marketplane.events.hub import Frames, Subscriber, TooManyStreams
 from marketplane.events.model import Event, EventType, present, visible_to
 from marketplane.http.deps import (
     PlatformDep,
@@ -204,13 +204,6 @@ def _delivered(committed: float) -> None:
     FRESHNESS.add(since(committed))
 
 
-def _pushes_to(subscriber: Subscriber) -> Callable[[Push], None]:
-    def attach(push: Push) -> None:
-        subscriber.push = push
-
-    return attach
-
-
 @store.get(
     "/stream",
     operation_id="store_stream",
@@ -317,7 +310,7 @@ async def stream(
     weakref.finalize(frames, end)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return EventStream(
-        frames, media_type="text/event-stream", headers=headers, on_push=_pushes_to(subscriber)
+        frames, media_type="text/event-stream", headers=headers, on_push=subscriber.attach
     )
 
 
