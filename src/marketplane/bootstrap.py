@@ -31,7 +31,11 @@ class Platform:
 
 
 def build(settings: Settings) -> Platform:
-    db = connect(settings.database_url, pool_size=settings.pg_pool_size)
+    db = connect(
+        settings.database_url,
+        pool_size=settings.pg_pool_size,
+        inline_write_seconds=settings.sqlite_inline_write_ms / 1000,
+    )
     return Platform(
         settings=settings,
         db=db,

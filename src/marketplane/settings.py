@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     )
     batch_max_items: int = Field(default=1000, ge=1)
     pg_pool_size: int = 10
+    sqlite_inline_write_ms: float = Field(
+        default=5.0,
+        ge=0,
+        description="SQLite: how long a write transaction's statements may run on the event "
+        "loop itself before the rest go to the connection's thread (0: always the thread).",
+    )
     log_level: str = "warning"
     access_log: bool = False
 

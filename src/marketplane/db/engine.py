@@ -17,11 +17,13 @@ from sqlalchemy.pool import NullPool
 
 from marketplane.db import sqlite_driver
 
+BUSY_TIMEOUT_MS = 10_000  # how long a statement waits for another connection's lock
+INLINE_WRITE_SECONDS = 0.005  # of the loop a write transaction may take (sqlite_driver)
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=10000",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
     "PRAGMA temp_store=MEMORY",
     "PRAGMA cache_size=-65536",
     "PRAGMA mmap_size=1073741824",
@@ -107,7 +109,7 @@ class Database:
             await self.writer.dispose()
 
 
-def _configure_sqlite(engine: Engine, *, writer: bool) -> None:
+def _configure_sqlite(engine: Engine, *, writer: bool, inline: bool = False) -> None:
     begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
 
     @event.listens_for(engine, "connect")
@@ -121,6 +123,9 @@ def _configure_sqlite(engine: Engine, *, writer: bool) -> None:
             # Memory-mapped reads would count the pages a bulk load touches (a feed of a
             # million offers: 1 GB) in the writing process's memory; its page cache suffices.
             cursor.execute("PRAGMA mmap_size=0")
+            if inline:
+                # Inline statements never wait for a lock; on its thread the driver waits.
+                cursor.execute("PRAGMA busy_timeout=0")
         else:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
@@ -130,9 +135,12 @@ def _configure_sqlite(engine: Engine, *, writer: bool) -> None:
         conn.exec_driver_sql(begin)
 
 
-def _sqlite_engine(url: str, *, writer: bool) -> AsyncEngine:
+def _sqlite_engine(url: str, *, writer: bool, inline_write_seconds: float = 0.0) -> AsyncEngine:
     parsed = make_url(url)
     args, options = parsed.get_dialect()().create_connect_args(parsed)
+    inline = writer and inline_write_seconds > 0
+    if inline:
+        options.update(inline_budget=inline_write_seconds, busy_timeout_ms=BUSY_TIMEOUT_MS)
     engine = create_async_engine(
         url,
         async_creator=partial(sqlite_driver.connect, *args, **options),
@@ -142,7 +150,7 @@ def _sqlite_engine(url: str, *, writer: bool) -> AsyncEngine:
         max_overflow=0 if writer else 8,
         pool_timeout=60,
     )
-    _configure_sqlite(engine.sync_engine, writer=writer)
+    _configure_sqlite(engine.sync_engine, writer=writer, inline=inline)
     return engine
 
 
@@ -162,12 +170,20 @@ def _sqlite_inline_engine(url: str) -> Engine:
     return engine
 
 
-def connect(url: str, *, pool_size: int = 10, null_pool: bool = False) -> Database:
+def connect(
+    url: str,
+    *,
+    pool_size: int = 10,
+    null_pool: bool = False,
+    inline_write_seconds: float = INLINE_WRITE_SECONDS,
+) -> Database:
+    """The engines for `url`. SQLite: `inline_write_seconds` of the event loop a write
+    transaction may take before its statements go to the connection's thread (0: none)."""
     if url.startswith("sqlite"):
         return Database(
             url,
             _sqlite_engine(url, writer=False),
-            _sqlite_engine(url, writer=True),
+            _sqlite_engine(url, writer=True, inline_write_seconds=inline_write_seconds),
             inline=_sqlite_inline_engine(url),
         )
     options: dict[str, Any] = {

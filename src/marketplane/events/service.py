@@ -75,13 +75,10 @@ async def read(
 ) -> list[Event]:
     """The log after `after`, oldest first: all of it (operators), one supplier's
     (`supplier_id`), or what a client may see (`view`)."""
-    conn = await uow.connection()
     if view is None:
-        return await store.read(
-            conn, after=after, limit=limit, types=types, supplier_id=supplier_id
-        )
-    found = await store.read(
-        conn,
+        query = store.read_query(after=after, limit=limit, types=types, supplier_id=supplier_id)
+        return store.read_rows(await uow.fetch(query))
+    query = store.read_query(
         after=after,
         limit=limit,
         types=types,
@@ -90,7 +87,7 @@ async def read(
         categories=None if view.allowed_categories is None else sorted(view.allowed_categories),
         client_id=view.client_id,
     )
-    return [e for e in found if visible_to(e, view)]
+    return [e for e in store.read_rows(await uow.fetch(query)) if visible_to(e, view)]
 
 
 async def start_hub(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -101,8 +101,7 @@ def _event(row: Any) -> Event:
     )
 
 
-async def read(
-    conn: AsyncConnection,
+def read_query(
     *,
     after: int,
     limit: int,
@@ -112,10 +111,10 @@ async def read(
     suppliers: Sequence[str] | None = None,
     categories: Sequence[str] | None = None,
     client_id: str | None = None,
-) -> list[Event]:
-    """Events after `seq`, oldest first. `store`: only what clients may see, by `store_type`
-    (and `types` filter that); `suppliers`/`categories` narrow to a client's allowed ones, and
-    events addressed to one client are kept for `client_id` alone."""
+) -> sa.Select[Any]:
+    """Events after `seq`, oldest first (rows for `read_rows`). `store`: only what clients may
+    see, by `store_type` (and `types` filter that); `suppliers`/`categories` narrow to a client's
+    allowed ones, and events addressed to one client are kept for `client_id` alone."""
     kind = events.c.store_type if store else events.c.type
     query = sa.select(events).where(events.c.seq > after)
     if store:
@@ -131,8 +130,16 @@ async def read(
         if categories is not None:
             shared.append(events.c.category_id.in_(list(categories)))
         query = query.where(sa.or_(sa.and_(*shared), events.c.client_id == client_id))
-    rows = await conn.execute(query.order_by(events.c.seq).limit(limit))
+    return query.order_by(events.c.seq).limit(limit)
+
+
+def read_rows(rows: Iterable[Any]) -> list[Event]:
     return [_event(r) for r in rows]
+
+
+async def read(conn: AsyncConnection, *, after: int, limit: int) -> list[Event]:
+    """Every event after `seq`, oldest first."""
+    return read_rows(await conn.execute(read_query(after=after, limit=limit)))
 
 
 async def last_seq(conn: AsyncConnection) -> int:
