@@ -21,6 +21,7 @@ log = logging.getLogger("marketplane.events")
 ReadAfter = Callable[[int, int], Awaitable[list[Event]]]  # (after seq, limit) -> events
 PAGE = 1000
 SLICE = 25  # streams written to between two turns of the event loop
+RENDER_SLICE = 250  # frames rendered (streams an event concerns) between two turns
 BATCH = 50  # events handed out together: a stream gets them in one write
 HEARTBEAT = (0, b": heartbeat\n\n", 0.0)  # a queue item with no event: seq 0
 
@@ -143,6 +144,11 @@ class Subscriber:
         return taken
 
 
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class TooManyStreams(Exception):
     pass
 
@@ -166,7 +172,8 @@ class Hub:
         self._by_object: dict[str, set[Subscriber]] = {}
         self._by_category: dict[str, set[Subscriber]] = {}
         self._per_key: Counter[str] = Counter()
-        self._wake = asyncio.Event()
+        self._woken = False
+        self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.cursor = 0  # the last event dispatched
 
@@ -214,7 +221,11 @@ class Hub:
         return True
 
     def wake(self) -> None:
-        self._wake.set()
+        """Something new may be in the log: the hub reads it at its loop's next turn."""
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def start(self, last_seq: int) -> None:
         self.cursor = last_seq
@@ -239,10 +250,19 @@ class Hub:
                     subscriber.offer([HEARTBEAT])
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
-            self._wake.clear()
+            if not self._woken:
+                # A bare future, woken directly: one turn of the loop after the commit (an
+                # Event under wait_for took three, each behind whatever else was ready).
+                self._waiter = waiter = loop.create_future()
+                timer = loop.call_later(self._poll, _resolve, waiter)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
+                    self._waiter = None
+            self._woken = False
             try:
                 await self.dispatch()
             except asyncio.CancelledError:
@@ -266,20 +286,26 @@ class Hub:
     async def fan_out(self, found: Iterable[Event]) -> None:
         """Hands out the events, `BATCH` at a time: each stream gets what a batch holds for it
         at once, so when events come faster than they are written, streams are written less
-        often, not later. The loop runs other work between events and after every `SLICE`
-        streams written: writing to 1,000 streams takes tens of milliseconds, which requests'
-        database round trips would otherwise wait for. A stream that subscribes meanwhile reads
-        the batch from the log itself (`cursor` is not past it)."""
+        often, not later. The loop runs other work after every `RENDER_SLICE` frames rendered
+        and every `SLICE` streams written: writing to 1,000 streams takes tens of milliseconds,
+        which requests would otherwise wait for; but events that concern a stream or two are
+        handed out together (a turn per event let each wait behind every request ready). A
+        stream that subscribes meanwhile reads the batch from the log itself (`cursor` is not
+        past it)."""
         events = list(found)
+        rendered = 0
         for first in range(0, len(events), BATCH):
             batch = events[first : first + BATCH]
             handed: dict[Subscriber, list[Pending]] = {}
             for event in batch:
-                if event is not batch[0]:
+                if rendered >= RENDER_SLICE:
                     await asyncio.sleep(0)
+                    rendered = 0
                 committed = event.occurred_at.timestamp()
                 frames: Frames = {}
-                for subscriber in self._concerned(event):
+                concerned = self._concerned(event)
+                rendered += len(concerned)
+                for subscriber in concerned:
                     data = subscriber.frame(event, frames)
                     if data is not None:
                         item = (event.seq, data, committed)
@@ -291,6 +317,7 @@ class Hub:
             for start in range(0, len(streams), SLICE):
                 if start:
                     await asyncio.sleep(0)
+                    rendered = 0
                 for subscriber, items in streams[start : start + SLICE]:
                     subscriber.offer(items)
             self.cursor = batch[-1].seq

@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from marketplane.events.hub import HEARTBEAT, Frames, Hub, Subscriber, TooManyStreams
+from marketplane.events.hub import (
+    HEARTBEAT,
+    RENDER_SLICE,
+    Frames,
+    Hub,
+    Subscriber,
+    TooManyStreams,
+)
 from marketplane.events.model import Event, EventType
 
 
@@ -230,3 +237,66 @@ async def test_a_broken_connection_ends_the_stream_through_its_task() -> None:
     with pytest.raises(ConnectionResetError):
         await stream.finish()
     assert stream.last == 0  # not written: a resumed stream gets it again
+
+
+async def _turned_during(work: object) -> bool:
+    """Whether the loop ran anything else while `work` (a coroutine) was awaited."""
+    turned = asyncio.Event()
+    asyncio.get_running_loop().call_soon(turned.set)
+    await work  # type: ignore[misc]
+    return turned.is_set()
+
+
+async def test_events_for_a_stream_or_two_are_handed_out_in_one_turn() -> None:
+    # given 20 streams each watching two offers, and an event about each of the 40 offers
+    hub = Hub(nothing, max_per_key=100)
+    streams = [
+        Subscriber(
+            key_id="key",
+            frame=lambda e, frames: b"%d" % e.seq,
+            objects=frozenset({f"off_{n}", f"off_{n + 20}"}),
+        )
+        for n in range(1, 21)
+    ]
+    for stream in streams:
+        hub.subscribe(stream)
+    events = [event(seq) for seq in range(1, 41)]
+    # when they are fanned out, then nothing else waited for a turn meanwhile
+    assert not await _turned_during(hub.fan_out(events))
+    assert all(len(s.take(10)) == 2 for s in streams)
+
+
+async def test_a_fan_out_to_many_streams_lets_the_loop_turn() -> None:
+    # given more streams taking every event than are rendered between two turns
+    hub = Hub(nothing, max_per_key=RENDER_SLICE + 10)
+    streams = [taking("sup_a", []) for _ in range(RENDER_SLICE + 10)]
+    for stream in streams:
+        hub.subscribe(stream)
+    # when two events go to all of them, then the loop turned in between
+    assert await _turned_during(hub.fan_out([event(1), event(2)]))
+    assert all(len(s.take(10)) == 2 for s in streams)
+
+
+async def test_a_wake_reaches_the_hub_and_its_poll_goes_on_without_one() -> None:
+    # given a hub whose log grows, polling every 10 ms
+    log: list[Event] = []
+
+    async def read_after(after: int, limit: int) -> list[Event]:
+        return [e for e in log if e.seq > after][:limit]
+
+    hub = Hub(read_after, poll_seconds=0.01, max_per_key=5)
+    stream = taking("sup_a", [])
+    hub.subscribe(stream)
+    await hub.start(0)
+    try:
+        # when an event is written and the hub woken, then it is handed out
+        log.append(event(1))
+        hub.wake()
+        await asyncio.wait_for(stream.ready(), 5)
+        first = stream.take(10)
+        # and when one is written without a wake, the poll finds it
+        log.append(event(2))
+        await asyncio.wait_for(stream.ready(), 5)
+    finally:
+        await hub.stop()
+    assert [item[0] for item in [*first, *stream.take(10)]] == [1, 2]
