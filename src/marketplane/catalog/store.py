@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -111,12 +111,41 @@ def among(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> sa.Colum
     took 0.5 ms to render per statement and was a new statement for each count. PostgreSQL: an
     array (`= ANY`). SQLite: a JSON array (`IN (SELECT value FROM json_each(?))`), which it
     searches through the column's index as it does a list (strings and integers only)."""
-    if conn.dialect.name == "postgresql":
-        array = sa.bindparam(None, value=list(values), type_=postgresql.ARRAY(column.type))
-        return column == sa.any_(array)  # type: ignore[no-any-return]
-    listed = sa.bindparam(None, value=orjson.dumps(list(values)).decode(), type_=sa.Text)
-    each = sa.func.json_each(listed).table_valued("value")
+    return _among(conn.dialect.name, column, sa.bindparam(None, value=among_value(conn, values)))
+
+
+def among_value(conn: AsyncConnection, values: Sequence[Any]) -> Any:
+    """The bound value of `among` (or of `among_param` in a statement built once)."""
+    return (
+        list(values) if conn.dialect.name == "postgresql" else orjson.dumps(list(values)).decode()
+    )
+
+
+def among_param(dialect: str, column: Any, name: str) -> sa.ColumnElement[bool]:
+    """`among` with a named parameter, for a statement built once per dialect: building one
+    per request (its IN clause, then its cache key) cost more than running it."""
+    return _among(dialect, column, sa.bindparam(name))
+
+
+def _among(dialect: str, column: Any, param: sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
+    if dialect == "postgresql":
+        param.type = postgresql.ARRAY(column.type)
+        return column == sa.any_(param)  # type: ignore[no-any-return]
+    param.type = sa.Text()
+    each = sa.func.json_each(param).table_valued("value")
     return column.in_(sa.select(each.c.value))  # type: ignore[no-any-return]
+
+
+_built: dict[tuple[str, str], Any] = {}
+
+
+def built_once(conn: AsyncConnection, name: str, build: Callable[[str], Any]) -> Any:
+    """The statement `build(dialect)` makes, made once per dialect and `name`."""
+    key = (conn.dialect.name, name)
+    statement = _built.get(key)
+    if statement is None:
+        statement = _built[key] = build(conn.dialect.name)
+    return statement
 
 
 def offer_from_row(row: Any) -> Offer:
@@ -201,26 +230,36 @@ async def list_categories(conn: AsyncConnection) -> list[Category]:
     return [_category(r) for r in await conn.execute(categories.select().order_by(categories.c.id))]
 
 
-async def categories_by_refs(conn: AsyncConnection, refs: Iterable[str]) -> list[Category]:
-    refs = list(refs)
-    query = categories.select().where(
-        sa.or_(categories.c.id.in_(refs), categories.c.slug.in_(refs))
+def _categories_by_refs(dialect: str) -> sa.Select[Any]:
+    return categories.select().where(
+        sa.or_(
+            among_param(dialect, categories.c.id, "refs"),
+            among_param(dialect, categories.c.slug, "refs"),
+        )
     )
-    return [_category(r) for r in await conn.execute(query)]
+
+
+async def categories_by_refs(conn: AsyncConnection, refs: Iterable[str]) -> list[Category]:
+    query = built_once(conn, "categories_by_refs", _categories_by_refs)
+    found = await conn.execute(query, {"refs": among_value(conn, list(refs))})
+    return [_category(r) for r in found]
 
 
 # --- supplier listing -----------------------------------------------------------------------
 
 
+def _is_listed(dialect: str) -> sa.Select[Any]:
+    query = sa.select(supplier_listing.c.listed).where(
+        supplier_listing.c.supplier_id == sa.bindparam("supplier_id")
+    )
+    return query.with_for_update(read=True) if dialect == "postgresql" else query
+
+
 async def is_listed(conn: AsyncConnection, supplier_id: str) -> bool:
     """Whether the supplier's offers go live. On PostgreSQL the row is share-locked, so a status
     change waits for this transaction (and this one for it): offers never go live behind it."""
-    query = sa.select(supplier_listing.c.listed).where(
-        supplier_listing.c.supplier_id == supplier_id
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(read=True)
-    return bool((await conn.execute(query)).scalar())
+    query = built_once(conn, "is_listed", _is_listed)
+    return bool((await conn.execute(query, {"supplier_id": supplier_id})).scalar())
 
 
 async def set_listed(conn: AsyncConnection, supplier_id: str, listed: bool) -> None:
@@ -315,25 +354,31 @@ async def insert_products(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
 # --- offers ---------------------------------------------------------------------------------
 
 
+def _existing_offers(dialect: str) -> sa.Select[Any]:
+    return sa.select(
+        offers.c.pk,
+        offers.c.id,
+        offers.c.sku,
+        offers.c.content_hash,
+        offers.c.version,
+        offers.c.attributes,
+        offers.c.created_at,
+        offers.c.gtin,
+        offers.c.product_id,
+        offers.c.price_amount,
+        offers.c.quantity,
+        offers.c.live,
+    ).where(
+        offers.c.supplier_id == sa.bindparam("supplier_id"),
+        among_param(dialect, offers.c.sku, "skus"),
+    )
+
+
 async def existing_offers(
     conn: AsyncConnection, supplier_id: str, skus: Sequence[str]
 ) -> dict[str, Any]:
-    rows = await conn.execute(
-        sa.select(
-            offers.c.pk,
-            offers.c.id,
-            offers.c.sku,
-            offers.c.content_hash,
-            offers.c.version,
-            offers.c.attributes,
-            offers.c.created_at,
-            offers.c.gtin,
-            offers.c.product_id,
-            offers.c.price_amount,
-            offers.c.quantity,
-            offers.c.live,
-        ).where(offers.c.supplier_id == supplier_id, among(conn, offers.c.sku, skus))
-    )
+    query = built_once(conn, "existing_offers", _existing_offers)
+    rows = await conn.execute(query, {"supplier_id": supplier_id, "skus": among_value(conn, skus)})
     return {r.sku: r for r in rows}
 
 
