@@ -355,7 +355,7 @@ async def insert_products(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
 
 
 def _existing_offers(dialect: str) -> sa.Select[Any]:
-    return sa.select(
+    query = sa.select(
         offers.c.pk,
         offers.c.id,
         offers.c.sku,
@@ -368,7 +368,8 @@ def _existing_offers(dialect: str) -> sa.Select[Any]:
         offers.c.price_amount,
         offers.c.quantity,
         offers.c.live,
-    ).where(
+    )
+    return query.where(
         offers.c.supplier_id == sa.bindparam("supplier_id"),
         among_param(dialect, offers.c.sku, "skus"),
     )
@@ -443,14 +444,17 @@ async def update_offers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> No
 ATTRIBUTE_COLUMNS = ("offer_pk", "name", "str_value", "num_value")
 
 
+def _drop_attributes(dialect: str) -> sa.Delete:
+    return offer_attrs.delete().where(among_param(dialect, offer_attrs.c.offer_pk, "pks"))
+
+
 async def replace_attributes(
     conn: AsyncConnection, offer_pks: Sequence[int], entries: list[tuple[int, str, str, Any]]
 ) -> None:
     """Drops the entries of `offer_pks`, then writes `entries` (ATTRIBUTE_COLUMNS tuples)."""
     if offer_pks:
-        await conn.execute(
-            offer_attrs.delete().where(among(conn, offer_attrs.c.offer_pk, offer_pks))
-        )
+        statement = built_once(conn, "drop_attributes", _drop_attributes)
+        await conn.execute(statement, {"pks": among_value(conn, offer_pks)})
     await bulk.insert_values(conn, offer_attrs, ATTRIBUTE_COLUMNS, entries)
 
 
@@ -569,5 +573,11 @@ async def not_deleted(conn: AsyncConnection, supplier_id: str, skus: Sequence[st
     return {r.sku for r in found}
 
 
-async def analyze(conn: AsyncConnection) -> None:
-    await conn.exec_driver_sql("ANALYZE offers, offer_attrs, products")
+async def analyze(conn: AsyncConnection, *, lookups_only: bool = False) -> None:
+    """Planner statistics (PostgreSQL): of everything searches use, or (`lookups_only`) of the
+    columns an offer write looks up by, a fifth of the time (0.13 s against 0.71 s at 100,000
+    offers: the text and search columns' statistics are most of it)."""
+    if lookups_only:
+        await conn.exec_driver_sql("ANALYZE offers (supplier_id, sku), offer_attrs (offer_pk)")
+    else:
+        await conn.exec_driver_sql("ANALYZE offers, offer_attrs, products")

@@ -35,7 +35,7 @@ events = sa.Table(
     sa.Column("supplier_id", Id),
     sa.Column("category_id", Id),
     sa.Column("client_id", Id),  # addressed to one client alone (its orders)
-    sa.Column("payload", Json, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),  # json, not jsonb, on PostgreSQL (0009)
     sa.Column("occurred_at", UtcDateTime, nullable=False),
     sqlite_autoincrement=True,
 )

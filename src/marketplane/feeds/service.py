@@ -282,6 +282,11 @@ class _Execution:
         finally:
             if writing is not None:
                 await writing
+        if self.run.counts.inserted >= ANALYZE_FROM and not self.run.dry_run:
+            # As autovacuum would, but now: all of it once, for the store's searches.
+            async with self.new_uow() as uow:
+                await catalog.refresh_statistics(uow)
+                await uow.commit()
 
     async def apply(self, batch: Batch, position: Position) -> None:
         """Writes one prepared batch and the run's progress in one transaction."""
@@ -334,14 +339,19 @@ class _Execution:
             if not await store.save_run(conn, run, expected=RunStatus.RUNNING):
                 raise RunTaken(run.id)
             await uow.commit()
-        if run.counts.inserted >= 2 * self.analyzed_at and not run.dry_run:
-            # As autovacuum would, but now: each time the run has doubled what it inserted.
-            async with self.new_uow() as uow:
-                await catalog.refresh_statistics(uow)
-                await uow.commit()
-            self.analyzed_at = run.counts.inserted
+        await self._note_growth()
         if self.progress is not None:
             self.progress(run, position.bytes_read)
+
+    async def _note_growth(self) -> None:
+        """Each time the run has doubled what it inserted, the statistics its lookups need
+        (the whole table's took 2 s of a 23 s import of 100,000 rows; these a fifth)."""
+        run = self.run
+        if run.counts.inserted >= 2 * self.analyzed_at and not run.dry_run:
+            async with self.new_uow() as uow:
+                await catalog.refresh_statistics(uow, lookups_only=True)
+                await uow.commit()
+            self.analyzed_at = run.counts.inserted
 
 
 def _transition(run: FeedRun, action: str) -> RunStatus:
