@@ -56,11 +56,13 @@ async def _flush(uow: UnitOfWork) -> None:
     if pending:
         numbered = [(new_id("evt"), e) for e in pending]
         pending.clear()
-        conn = await uow.connection()
-        await store.append(conn, numbered, utcnow())
-        if not uow.state.get(_NOTIFIED):
+        first = not uow.state.get(_NOTIFIED)
+        # Other processes are told once a transaction, when it commits (PostgreSQL NOTIFY).
+        await store.append(
+            await uow.connection(), numbered, utcnow(), notify=CHANNEL if first else None
+        )
+        if first:
             uow.state[_NOTIFIED] = True
-            await store.notify(conn, CHANNEL)  # delivered to listeners when this commits
             uow.after_commit(_committed)
 
 

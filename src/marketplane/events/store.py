@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -57,10 +58,49 @@ COLUMNS = (
 SEQUENCE_LOCK = 0x6D70_6576  # "mpev"
 
 
-async def append(conn: AsyncConnection, new: Sequence[tuple[str, NewEvent]], at: datetime) -> None:
-    """Writes the events (with their ids), in order."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SEQUENCE_LOCK)))
+_HELD_INSERT = """
+INSERT INTO events (id, type, store_type, object_id, version, supplier_id, category_id,
+    client_id, payload, occurred_at)
+SELECT e.id, e.type, e.store_type, e.object_id, e.version, e.supplier_id, e.category_id,
+    e.client_id, e.payload::json, :at
+FROM (SELECT pg_advisory_xact_lock(:lock){notify}) AS held,
+    unnest(:ids, :types, :store_types, :object_ids, :versions, :suppliers, :categories,
+        :clients, :payloads) WITH ORDINALITY
+        AS e(id, type, store_type, object_id, version, supplier_id, category_id, client_id,
+            payload, n)
+ORDER BY e.n"""
+_TEXTS = sa.ARRAY(sa.String)
+_HELD = {
+    notify: sa.text(_HELD_INSERT.format(notify=", pg_notify(:channel, '')" if notify else ""))
+    .bindparams(
+        *(
+            sa.bindparam(name, type_=_TEXTS)
+            for name in (
+                "ids", "types", "store_types", "object_ids", "suppliers", "categories",
+                "clients", "payloads",
+            )
+        ),
+        sa.bindparam("versions", type_=sa.ARRAY(sa.Integer)),
+        sa.bindparam("at", type_=UtcDateTime()),
+    )
+    for notify in (False, True)
+}  # fmt: skip
+
+
+async def append(
+    conn: AsyncConnection,
+    new: Sequence[tuple[str, NewEvent]],
+    at: datetime,
+    *,
+    notify: str | None = None,
+) -> None:
+    """Writes the events (with their ids), in order, and tells `notify`'s listeners when this
+    transaction commits (PostgreSQL; elsewhere the process wakes its own).
+
+    On PostgreSQL the order lock is held from here to the commit, and every other transaction
+    writing events waits for it. The usual few events are therefore one statement that takes
+    the lock, writes them and notifies: as three, each a turn of the writing process's event
+    loop, a busy process held the lock for 100-170 ms while every other request queued on it."""
     rows = [
         (
             event_id,
@@ -76,13 +116,31 @@ async def append(conn: AsyncConnection, new: Sequence[tuple[str, NewEvent]], at:
         )
         for event_id, e in new
     ]
+    if conn.dialect.name != "postgresql":
+        await bulk.insert_values(conn, events, COLUMNS, rows)
+        return
+    if len(rows) < bulk.COPY_FROM:
+        columns = list(zip(*rows, strict=True))
+        params: dict[str, Any] = {
+            "lock": SEQUENCE_LOCK,
+            "at": at,
+            "payloads": [orjson.dumps(payload).decode() for payload in columns[8]],
+        }
+        for name, values in zip(_UNNESTED, columns[:8], strict=True):
+            params[name] = list(values)
+        if notify is not None:
+            params["channel"] = notify
+        await conn.execute(_HELD[notify is not None], params)
+        return
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SEQUENCE_LOCK)))
     await bulk.insert_values(conn, events, COLUMNS, rows)
+    if notify is not None:
+        await conn.execute(sa.select(sa.func.pg_notify(notify, "")))
 
 
-async def notify(conn: AsyncConnection, channel: str) -> None:
-    """Tells other processes' listeners, when this transaction commits (PostgreSQL only)."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.select(sa.func.pg_notify(channel, "")))
+_UNNESTED = (
+    "ids", "types", "store_types", "object_ids", "versions", "suppliers", "categories", "clients",
+)  # fmt: skip
 
 
 def _event(row: Any) -> Event:

@@ -66,3 +66,17 @@ async def test_events_are_written_only_with_their_transaction(platform: Platform
         found = await events.read(uow, after=0, limit=events.FLUSH_AT + 10)
     assert [e.object_id for e in found] == [f"e{n}" for n in range(events.FLUSH_AT + 3)]
     assert [e.seq for e in found] == sorted({e.seq for e in found})
+
+
+async def test_a_few_events_of_a_transaction_keep_their_order(platform: Platform) -> None:
+    # given a transaction writing fewer events than a bulk write takes (one statement there)
+    names = [f"f{n}" for n in range(30)]
+    async with platform.uow() as uow:
+        await events.emit(uow, *(event(name) for name in names))
+        await uow.commit()
+    # then they are numbered in the order they were emitted, payloads whole
+    async with platform.uow(write=False) as uow:
+        found = await events.read(uow, after=0, limit=100)
+    assert [e.object_id for e in found] == names
+    assert [e.payload for e in found] == [{"id": name} for name in names]
+    assert [e.seq for e in found] == sorted({e.seq for e in found})
