@@ -51,6 +51,13 @@ class Settings(BaseSettings):
         gt=0,
         description="How often each process reads the event log unwoken (commits wake it).",
     )
+    search_upkeep_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="PostgreSQL: how often each server process merges the full-text index's "
+        "pending entries, so that no offer write waits for it (0: never; the write that fills "
+        "the pending list then merges it).",
+    )
     webhook_poll_seconds: float = Field(
         default=1.0,
         gt=0,

@@ -581,3 +581,18 @@ async def analyze(conn: AsyncConnection, *, lookups_only: bool = False) -> None:
         await conn.exec_driver_sql("ANALYZE offers (supplier_id, sku), offer_attrs (offer_pk)")
     else:
         await conn.exec_driver_sql("ANALYZE offers, offer_attrs, products")
+
+
+SEARCH_INDEX = "ix_offers_search_tsv"
+
+
+async def merge_pending_search(conn: AsyncConnection) -> int:
+    """PostgreSQL: moves the entries written since into the full-text index proper; returns
+    how many pages of them there were. The index takes writes into a pending list (fast), and
+    the write that finds the list full (4 MB) merges it first: 130-280 ms, measured, in the
+    middle of a price change. Merged here, no write waits for it (a write that finds a merge
+    under way appends and goes on)."""
+    found = await conn.execute(
+        sa.text("SELECT gin_clean_pending_list(CAST(:index AS regclass))"), {"index": SEARCH_INDEX}
+    )
+    return int(found.scalar() or 0)

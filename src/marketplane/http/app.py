@@ -16,6 +16,7 @@ from sqlalchemy import text
 from marketplane import __version__
 from marketplane.access.routes import router as access_admin
 from marketplane.bootstrap import Platform, build
+from marketplane.catalog import service as catalog
 from marketplane.catalog.routes import admin as catalog_admin
 from marketplane.catalog.routes import store as catalog_store
 from marketplane.catalog.routes import supply as catalog_supply
@@ -48,11 +49,24 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = platform is None
-        app.state.platform = platform or build(settings)
-        await purge_expired(app.state.platform)
+        app.state.platform = current = platform or build(settings)
+        await purge_expired(current)
+        stop_upkeep = asyncio.Event()
+        upkeep = (
+            asyncio.create_task(
+                catalog.keep_search_index(
+                    current.uow, every=current.settings.search_upkeep_seconds, stop=stop_upkeep
+                )
+            )
+            if current.db.dialect == "postgresql" and current.settings.search_upkeep_seconds > 0
+            else None
+        )
         try:
             yield
         finally:
+            stop_upkeep.set()
+            if upkeep is not None:
+                await upkeep
             if hub_started:
                 stop = await hub_started[0]
                 await stop[1]()
