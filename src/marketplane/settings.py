@@ -152,7 +152,12 @@ class Settings(BaseSettings):
         "reach although private or loopback; empty in production.",
     )
     batch_max_items: int = Field(default=1000, ge=1)
-    pg_pool_size: int = 10
+    pg_pool_size: int = Field(
+        default=20,
+        ge=1,
+        description="PostgreSQL connections per process: opened as needed and kept; a "
+        "request finding them all busy waits for one.",
+    )
     sqlite_inline_write_ms: float = Field(
         default=5.0,
         ge=0,
