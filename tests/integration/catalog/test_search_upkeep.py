@@ -4,9 +4,12 @@ the list in the background, so that no write has to stop and merge it itself."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from conftest import open_platform
 from marketplane.access import service as access
@@ -14,6 +17,8 @@ from marketplane.bootstrap import Platform
 from marketplane.catalog import service as catalog
 from marketplane.catalog import store
 from marketplane.catalog.model import SearchRequest, parse_search
+from marketplane.db.engine import connect
+from marketplane.db.uow import UnitOfWork
 from marketplane.demo import data
 from marketplane.http.app import create_app
 
@@ -93,4 +98,33 @@ async def test_a_server_process_merges_them_in_the_background(own_pg_url: str) -
                 await asyncio.sleep(0.05)
             assert await _pending_pages(platform) == 0
     finally:
+        await platform.close()
+
+
+async def test_a_role_that_does_not_own_the_index_says_so_once_and_stops(
+    own_pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    platform = await open_platform(own_pg_url, search_upkeep_seconds=0)
+    role = f"mp_not_owner_{os.getpid()}"
+    async with platform.uow() as uow:
+        conn = await uow.connection()
+        await conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+        await conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
+        await uow.commit()
+    other = connect(make_url(own_pg_url).set(username=role).render_as_string(False))
+    try:
+        with caplog.at_level(logging.WARNING, logger="marketplane.catalog"):
+            await asyncio.wait_for(
+                catalog.keep_search_index(
+                    lambda: UnitOfWork(other), every=0.01, stop=asyncio.Event()
+                ),
+                timeout=30,
+            )  # returns by itself: it would otherwise run until stopped
+        said = [r.getMessage() for r in caplog.records if r.name == "marketplane.catalog"]
+        assert said == ["the search index is not this role's to merge: left to autovacuum"]
+    finally:
+        await other.dispose()
+        async with platform.uow() as uow:
+            await (await uow.connection()).execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+            await uow.commit()
         await platform.close()
