@@ -19,8 +19,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from marketplane.access import service as access
 from marketplane.bootstrap import Platform, migrated
+from marketplane.catalog import service as catalog
 from marketplane.db.metadata import metadata
+from marketplane.demo import data
 from marketplane.http.app import create_app
 from marketplane.settings import Settings
 
@@ -132,6 +135,21 @@ async def open_platform(url: str, **overrides: Any) -> Platform:
             await uow.conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
             await uow.commit()
     return platform
+
+
+async def books_supplier(platform: Platform, name: str) -> str:
+    """A books category and an approved supplier `name` whose offers go live; its id."""
+    async with platform.uow() as uow:
+        await catalog.create_category(
+            uow, slug="books", name="Books", attribute_schema=data.BOOKS_SCHEMA
+        )
+        supplier = await access.create_supplier(uow, name=name, email=None)
+        supplier = await access.transition_supplier(
+            uow, supplier_id=supplier.id, action="approve", actor="test"
+        )
+        await catalog.apply_supplier_status(uow, supplier_id=supplier.id, status=supplier.status)
+        await uow.commit()
+    return supplier.id
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from marketplane import __version__
 from marketplane.access.routes import router as access_admin
 from marketplane.bootstrap import Platform, build
-from marketplane.catalog import service as catalog
+from marketplane.catalog import jobs as catalog_jobs
 from marketplane.catalog.routes import admin as catalog_admin
 from marketplane.catalog.routes import store as catalog_store
 from marketplane.catalog.routes import supply as catalog_supply
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         stop_upkeep = asyncio.Event()
         upkeep = (
             asyncio.create_task(
-                catalog.keep_search_index(
+                catalog_jobs.keep_search_index(
                     current.uow, every=current.settings.search_upkeep_seconds, stop=stop_upkeep
                 )
             )

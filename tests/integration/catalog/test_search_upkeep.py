@@ -11,11 +11,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from conftest import open_platform
-from marketplane.access import service as access
+from conftest import books_supplier, open_platform
 from marketplane.bootstrap import Platform
+from marketplane.catalog import jobs, store
 from marketplane.catalog import service as catalog
-from marketplane.catalog import store
 from marketplane.catalog.model import SearchRequest, parse_search
 from marketplane.db.engine import connect
 from marketplane.db.uow import UnitOfWork
@@ -40,19 +39,10 @@ async def _pending_pages(platform: Platform) -> int:
 
 
 async def _write_books(platform: Platform, count: int) -> str:
-    async with platform.uow() as uow:
-        await catalog.create_category(
-            uow, slug="books", name="Books", attribute_schema=data.BOOKS_SCHEMA
-        )
-        supplier = await access.create_supplier(uow, name="books", email=None)
-        supplier = await access.transition_supplier(
-            uow, supplier_id=supplier.id, action="approve", actor="test"
-        )
-        await catalog.apply_supplier_status(uow, supplier_id=supplier.id, status=supplier.status)
-        await uow.commit()
+    supplier_id = await books_supplier(platform, "books")
     drafts = list(data.books(7, count, pool=data.book_pool(5, 40), prefix="B"))
     async with platform.uow() as uow:
-        results = await catalog.upsert_offers(uow, supplier_id=supplier.id, drafts=drafts)
+        results = await catalog.upsert_offers(uow, supplier_id=supplier_id, drafts=drafts)
         assert all(r.outcome == "created" for r in results)
         await uow.commit()
     return drafts[0].title.split()[-1]
@@ -115,9 +105,7 @@ async def test_a_role_that_does_not_own_the_index_says_so_once_and_stops(
     try:
         with caplog.at_level(logging.WARNING, logger="marketplane.catalog"):
             await asyncio.wait_for(
-                catalog.keep_search_index(
-                    lambda: UnitOfWork(other), every=0.01, stop=asyncio.Event()
-                ),
+                jobs.keep_search_index(lambda: UnitOfWork(other), every=0.01, stop=asyncio.Event()),
                 timeout=30,
             )  # returns by itself: it would otherwise run until stopped
         said = [r.getMessage() for r in caplog.records if r.name == "marketplane.catalog"]

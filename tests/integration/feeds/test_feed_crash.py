@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from marketplane.access import service as access
+from conftest import books_supplier
 from marketplane.bootstrap import Platform
-from marketplane.catalog import service as catalog
 from marketplane.demo import data
 from marketplane.feeds import service
 from marketplane.feeds.model import RunStatus
@@ -44,17 +43,7 @@ def write_feed(path: Path) -> None:
 
 
 async def prepare(platform: Platform) -> str:
-    async with platform.uow() as uow:
-        await catalog.create_category(
-            uow, slug="books", name="Books", attribute_schema=data.BOOKS_SCHEMA
-        )
-        supplier = await access.create_supplier(uow, name="Crashy", email=None)
-        supplier = await access.transition_supplier(
-            uow, supplier_id=supplier.id, action="approve", actor="test"
-        )
-        await catalog.apply_supplier_status(uow, supplier_id=supplier.id, status=supplier.status)
-        await uow.commit()
-    return supplier.id
+    return await books_supplier(platform, "Crashy")
 
 
 def env_for(platform: Platform, process_bytes: int) -> dict[str, str]:
