@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import fastjsonschema
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from marketplane.access import service as access
 from marketplane.access.model import ClientView, Milestone
@@ -157,6 +157,56 @@ class ItemResult:
     errors: list[FieldError] = field(default_factory=list)
 
 
+class RelayBroken(Exception):
+    """The transaction before this one in a relay did not commit: this one must not either."""
+
+
+class Relay:
+    """One of a sequence of offer writes in transactions that overlap (a feed's batches on
+    PostgreSQL). Each inserts its new offers while the one before it is still finishing, and
+    touches offers that exist already, writes its events and commits only after that one has
+    committed (`turn`). So the commits keep their order, and none of them ever waits for a lock
+    the one after it holds.
+
+    Its successor may begin once `opened` is done: the products its offers need exist, made in
+    a transaction of their own (`new_uow`) and committed, so the successor's offers can refer
+    to them too (a product outlives its offers anyway). The caller sees to it that two writes
+    in flight never name the same SKU."""
+
+    def __init__(self, before: Relay | None, new_uow: Callable[[], UnitOfWork]) -> None:
+        loop = asyncio.get_running_loop()
+        self.before = before
+        self.new_uow = new_uow
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.committed: asyncio.Future[None] = loop.create_future()
+
+    def open(self) -> None:
+        if not self.opened.done():
+            self.opened.set_result(None)
+
+    async def turn(self) -> None:
+        """Returns once the write before this one has committed; RelayBroken if it did not."""
+        before = self.before
+        if before is None:
+            return
+        try:
+            await asyncio.shield(before.committed)
+        except Exception as exc:
+            raise RelayBroken("the batch before this one was not written") from exc
+        self.before = None  # committed: what it created is visible now
+
+    def ended(self, error: BaseException | None) -> None:
+        """This write committed (`error` None) or never will."""
+        self.open()
+        if self.committed.done():
+            return
+        if error is None:
+            self.committed.set_result(None)
+        else:
+            self.committed.set_exception(RelayBroken(str(error) or type(error).__name__))
+            self.committed.exception()  # retrieved: a successor may not be there to see it
+
+
 async def categories_by_ref(uow: UnitOfWork, refs: Iterable[str]) -> dict[str, Category]:
     found = await store.categories_by_refs(await uow.connection(), set(refs))
     return {c.id: c for c in found} | {c.slug: c for c in found}
@@ -176,31 +226,60 @@ async def upsert_offers(
     drafts: Sequence[OfferDraft],
     source: str = "api",
     dry_run: bool = False,
-    checked: Sequence[ValidOffer | list[FieldError]] | None = None,
 ) -> list[ItemResult]:
     """Validate each draft, then write the valid ones together. A bad item never half-writes.
-    `dry_run` decides every outcome (created, updated, unchanged, failed) and writes nothing.
-    `checked`: the drafts already checked (`check_drafts`), by a caller that did it meanwhile."""
+    `dry_run` decides every outcome (created, updated, unchanged, failed) and writes nothing."""
     results: list[ItemResult] = []
-    valid: dict[str, tuple[int, ValidOffer]] = {}
-    if checked is None:
-        checked = await check_offers(uow, drafts)
-    for index, (draft, outcome) in enumerate(zip(drafts, checked, strict=True)):
-        result = ItemResult(index=index, sku=draft.sku, outcome="failed")
-        results.append(result)
+    valid: list[tuple[int, ValidOffer]] = []
+    for index, (draft, outcome) in enumerate(
+        zip(drafts, await check_offers(uow, drafts), strict=True)
+    ):
+        results.append(ItemResult(index=index, sku=draft.sku, outcome="failed"))
         if isinstance(outcome, list):
-            result.errors = outcome
-            continue
-        earlier = valid.get(draft.sku)
+            results[-1].errors = outcome
+        else:
+            valid.append((index, outcome))
+    await _write_valid(uow, supplier_id, valid, results, source, dry_run, None)
+    return results
+
+
+async def write_offers(
+    uow: UnitOfWork,
+    *,
+    supplier_id: str,
+    offers: Sequence[ValidOffer],
+    source: str,
+    dry_run: bool = False,
+    relay: Relay | None = None,
+) -> list[ItemResult]:
+    """As upsert_offers, for offers checked already (`check_drafts`, by a caller that did it
+    meanwhile); a result for each. `relay`: this write's place in a sequence of overlapping
+    ones (see Relay)."""
+    results = [ItemResult(index=i, sku=o.sku, outcome="failed") for i, o in enumerate(offers)]
+    await _write_valid(uow, supplier_id, list(enumerate(offers)), results, source, dry_run, relay)
+    return results
+
+
+async def _write_valid(
+    uow: UnitOfWork,
+    supplier_id: str,
+    items: list[tuple[int, ValidOffer]],
+    results: list[ItemResult],
+    source: str,
+    dry_run: bool,
+    relay: Relay | None,
+) -> None:
+    """Writes valid offers (their index in `results`); of a SKU named twice, the last."""
+    valid: dict[str, tuple[int, ValidOffer]] = {}
+    for index, offer in items:
+        earlier = valid.get(offer.sku)
         if earlier is not None:
-            results[earlier[0]].outcome = "failed"
             results[earlier[0]].errors = [
                 FieldError("sku", "duplicate_sku", f"sku repeated at item {index}; the last wins")
             ]
-        valid[draft.sku] = (index, outcome)
+        valid[offer.sku] = (index, offer)
     if valid:
-        await _write(uow, supplier_id, valid, results, source, dry_run)
-    return results
+        await _write(uow, supplier_id, valid, results, source, dry_run, relay)
 
 
 async def _write(
@@ -210,14 +289,19 @@ async def _write(
     results: list[ItemResult],
     source: str,
     dry_run: bool,
+    relay: Relay | None,
 ) -> None:
     conn = await uow.connection()
     now = utcnow()
     listed = await store.is_listed(conn, supplier_id)
     existing = await store.existing_offers(conn, supplier_id, list(valid))
-    product_ids = (
-        {} if dry_run else await _products_for(uow, [o for _, o in valid.values()], now, existing)
-    )
+    product_ids: dict[str, str] = {}
+    if not dry_run:
+        offers = [o for _, o in valid.values()]
+        apart = relay.new_uow if relay is not None else None
+        product_ids = await _products_for(uow, offers, now, existing, apart)
+        if relay is not None:
+            relay.open()
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     reindex: list[tuple[str, ValidOffer, int | None]] = []
@@ -288,6 +372,22 @@ async def _write(
     if dry_run:
         return
     pks = await store.insert_offers(conn, inserts)
+    fresh: list[tuple[int, str, str, float | None]] = []  # attribute entries of new offers
+    entries: list[tuple[int, str, str, float | None]] = []  # of offers that exist already
+    stale: list[int] = []
+    for offer_id, offer, old_pk in reindex:
+        if old_pk is None:
+            pk = pks[offer_id]
+            fresh.extend((pk, name, text, number) for name, text, number in offer.entries)
+        else:
+            stale.append(old_pk)
+            entries.extend((old_pk, name, text, number) for name, text, number in offer.entries)
+    if relay is not None:
+        # Rows nobody else can see yet are written; the rest waits for the write before.
+        await store.replace_attributes(conn, [], fresh)
+        await relay.turn()
+    else:
+        entries.extend(fresh)
     # Rows locked in primary-key order, as orders lock them (catalog.stock): a batch and a
     # checkout touching the same offers never wait for each other in a circle.
     updates.sort(key=lambda row: row["b_pk"])
@@ -297,13 +397,6 @@ async def _write(
         await access.mark_milestone(
             uow, supplier_id=supplier_id, milestone=Milestone.FIRST_OFFER_LIVE
         )
-    entries: list[tuple[int, str, str, float | None]] = []
-    stale: list[int] = []
-    for offer_id, offer, old_pk in reindex:
-        pk = old_pk if old_pk is not None else pks[offer_id]
-        if old_pk is not None:
-            stale.append(old_pk)
-        entries.extend((pk, name, text, number) for name, text, number in offer.entries)
     await store.replace_attributes(conn, stale, entries)
 
 
@@ -357,10 +450,15 @@ def offer_events(kind: str, offers: Iterable[tuple[Offer, bool, bool]]) -> list[
 
 
 async def _products_for(
-    uow: UnitOfWork, offers: list[ValidOffer], now: Any, existing: Mapping[str, Any]
+    uow: UnitOfWork,
+    offers: list[ValidOffer],
+    now: Any,
+    existing: Mapping[str, Any],
+    apart: Callable[[], UnitOfWork] | None,
 ) -> dict[str, str]:
     """Each GTIN's product, created if new. An offer keeping its GTIN keeps its product: no
-    lookup (a price or stock update is then one statement shorter)."""
+    lookup (a price or stock update is then one statement shorter). With `apart`, new products
+    are made and committed in a transaction of their own first."""
     known = {row.gtin: row.product_id for row in existing.values() if row.gtin and row.product_id}
     gtins = sorted({o.gtin for o in offers if o.gtin and o.gtin not in known})
     if not gtins:
@@ -376,18 +474,19 @@ async def _products_for(
                 "category_id": offer.category_id,
                 "created_at": now,
             }
-    if fresh:
-        if uow.dialect == "postgresql":
-            # Another transaction may create the same product: let the first one win.
-            await (await uow.connection()).execute(
-                pg_insert(store.products).on_conflict_do_nothing(index_elements=["gtin"]),
-                list(fresh.values()),
-            )
-            known |= await store.products_by_gtin(await uow.connection(), gtins)
-        else:
-            await store.insert_products(await uow.connection(), list(fresh.values()))
-            known |= {g: row["id"] for g, row in fresh.items()}
-    return known
+    if not fresh:
+        return known
+    if apart is not None:
+        async with apart() as own:
+            await store.insert_new_products(await own.connection(), list(fresh.values()))
+            await own.commit()
+        return known | await store.products_by_gtin(await uow.connection(), list(fresh))
+    if uow.dialect == "postgresql":
+        # Another transaction may create the same product: let the first one win.
+        await store.insert_new_products(await uow.connection(), list(fresh.values()))
+        return known | await store.products_by_gtin(await uow.connection(), list(fresh))
+    await store.insert_products(await uow.connection(), list(fresh.values()))
+    return known | {g: row["id"] for g, row in fresh.items()}
 
 
 async def delete_offer(uow: UnitOfWork, *, supplier_id: str, sku: str) -> Offer:

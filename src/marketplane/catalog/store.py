@@ -351,6 +351,15 @@ async def insert_products(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
         await conn.execute(products.insert(), rows)
 
 
+async def insert_new_products(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """As insert_products, leaving out GTINs another transaction has made a product of
+    (PostgreSQL: it waits for that one to end, then skips those)."""
+    if rows:
+        await conn.execute(
+            postgresql.insert(products).on_conflict_do_nothing(index_elements=["gtin"]), rows
+        )
+
+
 # --- offers ---------------------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from marketplane.catalog.model import Category, validate_offer
 from marketplane.currency import precision
 from marketplane.feeds import service
 from marketplane.feeds.mapping import EMPTY, Mapper, missing_columns, parse_mapping, schema_types
-from marketplane.feeds.model import FeedRun, Mode, Origin, shown_value
+from marketplane.feeds.model import FeedRun, Mode, Origin, offending, shown_value
 from marketplane.feeds.parse import FeedFormat, FeedUnreadable, open_feed
 from marketplane.feeds.schemas import run_out
 from marketplane.kernel.clock import utcnow
@@ -217,7 +217,7 @@ def validate_file(
                 if isinstance(outcome, list):
                     counts["failed"] += 1
                     for error in outcome:
-                        note(row.line, draft.sku, error, service.offending(draft, error.field))
+                        note(row.line, draft.sku, error, offending(draft, error.field))
                 else:
                     counts["valid"] += 1
     except (FeedUnreadable, ValidationFailed) as exc:

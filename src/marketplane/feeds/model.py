@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
+from marketplane.catalog.model import OfferDraft
 from marketplane.kernel.errors import FieldError
 
 
@@ -86,6 +88,22 @@ def shown_value(value: object) -> str | None:
         return None
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= VALUE_LIMIT else text[:VALUE_LIMIT] + "…"
+
+
+def offending(draft: OfferDraft, field: str) -> Any:
+    """The value a row gave for `field`, for its error report."""
+    if field.startswith("attributes."):
+        return draft.attributes.get(field.split(".", 2)[1])
+    return {
+        "sku": draft.sku,
+        "title": draft.title,
+        "category": draft.category,
+        "quantity": draft.quantity,
+        "price.amount": draft.price_amount,
+        "price.decimal": draft.price_decimal,
+        "price": draft.price_decimal if draft.price_decimal is not None else draft.price_amount,
+        "price.currency": draft.price_currency,
+    }.get(field)
 
 
 def should_hold(to_deactivate: int, live: int, threshold: float) -> bool:

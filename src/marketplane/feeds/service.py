@@ -16,6 +16,7 @@ import io
 import os
 import socket
 import statistics
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -59,6 +60,7 @@ from marketplane.feeds.model import (
     RunStatus,
     all_rows_failed,
     next_status,
+    offending,
     should_hold,
     shown_value,
     spreadsheet_safe,
@@ -246,79 +248,106 @@ class RunTaken(Exception):
     """Another process moved the run (it was marked failed while this one still worked)."""
 
 
-def offending(draft: OfferDraft, field: str) -> Any:
-    if field.startswith("attributes."):
-        return draft.attributes.get(field.split(".", 2)[1])
-    return {
-        "sku": draft.sku,
-        "title": draft.title,
-        "category": draft.category,
-        "quantity": draft.quantity,
-        "price.amount": draft.price_amount,
-        "price.decimal": draft.price_decimal,
-        "price": draft.price_decimal if draft.price_decimal is not None else draft.price_amount,
-        "price.currency": draft.price_currency,
-    }.get(field)
-
-
 class _Execution:
     """The state of one run while it executes in this process."""
 
-    def __init__(self, new_uow: NewUnitOfWork, run: FeedRun, progress: ProgressHook | None) -> None:
+    def __init__(
+        self,
+        new_uow: NewUnitOfWork,
+        run: FeedRun,
+        progress: ProgressHook | None,
+        *,
+        overlap: bool,
+    ) -> None:
         self.new_uow = new_uow
         self.run = run
         self.progress = progress
+        self.overlap = overlap
         self.errors_kept = 0
         self.analyzed_at = ANALYZE_FROM // 2  # rows inserted at the last statistics refresh
 
     async def apply_all(self, prepared: Batches) -> None:
-        """Writes each batch as it comes: one is written while the next is prepared."""
-        writing: asyncio.Task[None] | None = None
+        """Writes each batch as it comes: one is written while the next is prepared. With
+        `overlap` (PostgreSQL), two are written at once in a relay (catalog.Relay): a batch
+        inserts its new offers while the one before it finishes, and commits after it."""
+        overlap = self.overlap and not self.run.dry_run
+        writing: deque[tuple[asyncio.Task[None], catalog.Relay | None, frozenset[str]]] = deque()
         try:
             while (ready := await prepared.next()) is not None:
-                if writing is not None:
-                    await writing
-                writing = asyncio.create_task(self.apply(*ready))
-        finally:
-            if writing is not None:
-                await writing
+                skus = frozenset(ready[0].named)
+                while len(writing) > (1 if overlap else 0):
+                    await writing.popleft()[0]
+                if writing:
+                    task, before, named = writing[-1]
+                    assert before is not None
+                    if named.isdisjoint(skus):
+                        await asyncio.wait(
+                            {before.opened, task}, return_when=asyncio.FIRST_COMPLETED
+                        )
+                    # The same SKU twice in flight: the later would not see the earlier's write.
+                    if task.done() or not named.isdisjoint(skus):
+                        await writing.popleft()[0]
+                relay = None
+                if overlap:
+                    relay = catalog.Relay(writing[-1][1] if writing else None, self.new_uow)
+                writing.append((asyncio.create_task(self.apply(*ready, relay)), relay, skus))
+        except BaseException:
+            # Batches in flight still end as they would (those before a bad point of the file
+            # are written); one that failed for its own reason says so instead.
+            failure = await _settled([task for task, _, _ in writing])
+            if failure is not None and not isinstance(failure, catalog.RelayBroken):
+                raise failure from None
+            raise
+        failure = await _settled([task for task, _, _ in writing])
+        if failure is not None:
+            raise failure
         if self.run.counts.inserted >= ANALYZE_FROM and not self.run.dry_run:
             # As autovacuum would, but now: all of it once, for the store's searches.
             async with self.new_uow() as uow:
                 await catalog.refresh_statistics(uow)
                 await uow.commit()
 
-    async def apply(self, batch: Batch, position: Position) -> None:
+    async def apply(self, batch: Batch, position: Position, relay: catalog.Relay | None) -> None:
         """Writes one prepared batch and the run's progress in one transaction."""
+        try:
+            await self._apply(batch, position, relay)
+        except BaseException as exc:
+            if relay is not None:
+                relay.ended(exc)
+            raise
+        if relay is not None:
+            relay.ended(None)
+        if self.progress is not None:
+            self.progress(self.run, position.bytes_read)
+        await self._note_growth()
+
+    async def _apply(self, batch: Batch, position: Position, relay: catalog.Relay | None) -> None:
         run = self.run
-        counts, errors, drafts, lines = batch.counts, batch.errors, batch.drafts, batch.lines
+        counts, errors, lines = batch.counts, batch.errors, batch.lines
         deletes, named = batch.deletes, batch.named
         async with self.new_uow() as uow:
-            if drafts:
-                results = await catalog.upsert_offers(
+            if batch.offers:
+                results = await catalog.write_offers(
                     uow,
                     supplier_id=run.supplier_id,
-                    drafts=drafts,
+                    offers=batch.offers,
                     source="feed",
                     dry_run=run.dry_run,
-                    checked=batch.checked,
+                    relay=relay,
                 )
                 for result in results:
-                    if result.outcome == "failed":
+                    if result.outcome == "failed":  # a SKU repeated in the batch: the last wins
                         counts.failed += 1
-                        draft = drafts[result.index]
                         errors.extend(
-                            RowError(
-                                lines[result.index],
-                                result.sku,
-                                error,
-                                shown_value(offending(draft, error.field)),
-                            )
+                            RowError(lines[result.index], result.sku, error, result.sku)
                             for error in result.errors
                         )
                     else:
                         name = {"created": "inserted"}.get(result.outcome, result.outcome)
                         setattr(counts, name, getattr(counts, name) + 1)
+            if relay is not None:
+                relay.open()
+                await relay.turn()
             if deletes:
                 gone = await catalog.delete_offers(
                     uow, supplier_id=run.supplier_id, skus=list(deletes), dry_run=run.dry_run
@@ -339,19 +368,27 @@ class _Execution:
             if not await store.save_run(conn, run, expected=RunStatus.RUNNING):
                 raise RunTaken(run.id)
             await uow.commit()
-        await self._note_growth()
-        if self.progress is not None:
-            self.progress(run, position.bytes_read)
 
     async def _note_growth(self) -> None:
         """Each time the run has doubled what it inserted, the statistics its lookups need
         (the whole table's took 2 s of a 23 s import of 100,000 rows; these a fifth)."""
         run = self.run
         if run.counts.inserted >= 2 * self.analyzed_at and not run.dry_run:
+            self.analyzed_at = run.counts.inserted  # first: the next batch may get here meanwhile
             async with self.new_uow() as uow:
                 await catalog.refresh_statistics(uow, lookups_only=True)
                 await uow.commit()
-            self.analyzed_at = run.counts.inserted
+
+
+async def _settled(tasks: list[asyncio.Task[None]]) -> BaseException | None:
+    """Awaits every task, in order; the first one's failure, if any."""
+    failure: BaseException | None = None
+    for task in tasks:
+        try:
+            await task
+        except BaseException as exc:
+            failure = failure or exc
+    return failure
 
 
 def _transition(run: FeedRun, action: str) -> RunStatus:
@@ -427,6 +464,7 @@ async def execute_run(
     async with new_uow() as uow:
         saved = await store.get_mapping(await uow.connection(), run.supplier_id)
         categories = await catalog.list_categories(uow)
+        overlap = uow.dialect == "postgresql"  # SQLite has one writer at a time
     spec, run.mapping_version = saved if saved is not None else (None, None)
     assert run.file_path is not None
     job = Job(
@@ -439,7 +477,7 @@ async def execute_run(
         batch_bytes=BATCH_BYTES,
     )
     apart = process_from is not None and (run.file_bytes or 0) >= process_from
-    execution = _Execution(new_uow, run, progress)
+    execution = _Execution(new_uow, run, progress, overlap=overlap)
     try:
         with fewer_collections():
             prepared = await open_batches(job, apart=apart)

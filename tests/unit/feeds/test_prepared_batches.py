@@ -11,7 +11,6 @@ from marketplane.catalog.model import Category, ValidOffer
 from marketplane.demo.data import BOOKS_SCHEMA
 from marketplane.feeds.batches import Job, Preparer, batches
 from marketplane.feeds.parse import open_feed
-from marketplane.kernel.errors import FieldError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 BOOKS = Category("cat_books", "books", "Books", BOOKS_SCHEMA, 1, NOW, NOW)
@@ -48,8 +47,11 @@ def test_a_prepared_batch_crosses_the_pipe_whole(tmp_path: Path) -> None:
     # then it arrives equal, field for field
     assert crossed == prepared
     first, second = (batch for batch, _ in crossed)
-    assert [type(c) for c in first.checked] == [ValidOffer, list]
-    assert isinstance(first.checked[1][0], FieldError)
-    assert first.counts.read == 3 and first.counts.failed == 1 and first.errors[0].line == 3
+    assert [type(o) for o in first.offers] == [ValidOffer] and first.lines == [1]
+    assert first.counts.read == 3 and first.counts.failed == 2  # a bad quantity, not JSON
+    assert [(e.line, e.error.field, e.value) for e in first.errors] == [
+        (3, "row", "{not json"),
+        (2, "quantity", "-1"),
+    ]
     assert [e.error.code for e in second.errors] == ["duplicate_sku"]
     assert [p.bytes_read for _, p in crossed][-1] == path.stat().st_size
