@@ -49,3 +49,16 @@ def test_an_id_is_its_value_in_crockford_base32() -> None:
 
     same()
     assert _encode(2**128 - 1) == "7" + "z" * 25
+
+
+def test_ids_made_in_a_row_count_up_by_one_within_a_millisecond() -> None:
+    # given ids made faster than one a millisecond, across many runs of 1,024 (each such run
+    # shares all but its last two characters)
+    from marketplane.kernel.ids import _ALPHABET, new_ulid
+
+    made = [new_ulid() for _ in range(20_000)]
+    values = [sum(_ALPHABET.index(c) << (5 * i) for i, c in enumerate(reversed(u))) for u in made]
+    # then each is its predecessor plus one, unless its millisecond is a later one
+    steps = [(b >> 80 == a >> 80, b - a) for a, b in zip(values, values[1:], strict=False)]
+    assert all(step == 1 for same_ms, step in steps if same_ms)
+    assert all(step > 0 for _, step in steps)
