@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from marketplane.kernel.errors import BadRequest
@@ -59,6 +61,6 @@ def test_ids_made_in_a_row_count_up_by_one_within_a_millisecond() -> None:
     made = [new_ulid() for _ in range(20_000)]
     values = [sum(_ALPHABET.index(c) << (5 * i) for i, c in enumerate(reversed(u))) for u in made]
     # then each is its predecessor plus one, unless its millisecond is a later one
-    steps = [(b >> 80 == a >> 80, b - a) for a, b in zip(values, values[1:], strict=False)]
+    steps = [(b >> 80 == a >> 80, b - a) for a, b in itertools.pairwise(values)]
     assert all(step == 1 for same_ms, step in steps if same_ms)
     assert all(step > 0 for _, step in steps)
