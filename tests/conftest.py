@@ -166,6 +166,13 @@ async def sqlite_platform(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Plat
     await platform.close()
 
 
+@pytest.fixture
+async def pg_platform(pg_url: str, tmp_path: Path) -> AsyncIterator[Platform]:
+    platform = await open_platform(pg_url, data_dir=tmp_path / "data")
+    yield platform
+    await platform.close()
+
+
 def asgi_client(platform: Platform) -> httpx.AsyncClient:
     app = create_app(platform.settings, platform)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")

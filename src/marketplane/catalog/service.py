@@ -457,8 +457,8 @@ async def _products_for(
     apart: Callable[[], UnitOfWork] | None,
 ) -> dict[str, str]:
     """Each GTIN's product, created if new. An offer keeping its GTIN keeps its product: no
-    lookup (a price or stock update is then one statement shorter). With `apart`, new products
-    are made and committed in a transaction of their own first."""
+    lookup (a price or stock update is then one statement shorter). With `apart` (PostgreSQL),
+    new products are made and committed in a transaction of their own first."""
     known = {row.gtin: row.product_id for row in existing.values() if row.gtin and row.product_id}
     gtins = sorted({o.gtin for o in offers if o.gtin and o.gtin not in known})
     if not gtins:
@@ -476,17 +476,17 @@ async def _products_for(
             }
     if not fresh:
         return known
-    if apart is not None:
+    if uow.dialect != "postgresql":
+        await store.insert_products(await uow.connection(), list(fresh.values()))
+        return known | {g: row["id"] for g, row in fresh.items()}
+    # Another transaction may create the same product: the first one wins, whose id is read.
+    if apart is None:
+        await store.insert_new_products(await uow.connection(), list(fresh.values()))
+    else:
         async with apart() as own:
             await store.insert_new_products(await own.connection(), list(fresh.values()))
             await own.commit()
-        return known | await store.products_by_gtin(await uow.connection(), list(fresh))
-    if uow.dialect == "postgresql":
-        # Another transaction may create the same product: let the first one win.
-        await store.insert_new_products(await uow.connection(), list(fresh.values()))
-        return known | await store.products_by_gtin(await uow.connection(), list(fresh))
-    await store.insert_products(await uow.connection(), list(fresh.values()))
-    return known | {g: row["id"] for g, row in fresh.items()}
+    return known | await store.products_by_gtin(await uow.connection(), list(fresh))
 
 
 async def delete_offer(uow: UnitOfWork, *, supplier_id: str, sku: str) -> Offer:

@@ -22,13 +22,8 @@ from marketplane.feeds.model import FeedRun, Mode, Origin, RunStatus
 APART = pytest.mark.parametrize("process_from", [None, 1], ids=["thread", "process"])
 
 
-async def run_file(
-    platform: Platform,
-    path: Path,
-    supplier_id: str | None = None,
-    on_progress: Any = None,
-    **options: Any,
-) -> tuple[FeedRun, list[int]]:
+async def started_run(platform: Platform, path: Path, supplier_id: str | None = None) -> FeedRun:
+    """A delta run of the file, queued and taken by this process (a new supplier's if none)."""
     supplier_id = supplier_id or await prepare(platform)
     async with platform.uow() as uow:
         queued = await service.create_run(
@@ -43,6 +38,17 @@ async def run_file(
         await uow.commit()
     run = await service.start_run(platform.uow, queued.id, worker=service.worker_name())
     assert run is not None
+    return run
+
+
+async def run_file(
+    platform: Platform,
+    path: Path,
+    supplier_id: str | None = None,
+    on_progress: Any = None,
+    **options: Any,
+) -> tuple[FeedRun, list[int]]:
+    run = await started_run(platform, path, supplier_id)
     read_after_each: list[int] = []
 
     def progress(current: FeedRun, _: int) -> None:

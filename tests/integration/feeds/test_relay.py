@@ -16,15 +16,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
-from test_batches import run_file
+from test_batches import run_file, started_run
 from test_feed_crash import prepare
 
-from conftest import open_platform
 from marketplane.bootstrap import Platform
 from marketplane.catalog.store import offer_attrs, offers, products
 from marketplane.events.store import events
-from marketplane.feeds import cli, service
-from marketplane.feeds.model import FeedRun, Mode, Origin, RunStatus
+from marketplane.feeds import service
+from marketplane.feeds.model import FeedRun, RunStatus
 from marketplane.feeds.store import feed_runs
 
 ISBNS = ("9780306406157", "9780131103627", "9780262033848")  # three products, in every batch
@@ -133,31 +132,6 @@ async def _execute(platform: Platform, statements: list[str]) -> None:
 # --- two batches in flight (PostgreSQL) -------------------------------------------------------
 
 
-@pytest.fixture
-async def pg_platform(pg_url: str, tmp_path: Path) -> AsyncIterator[Platform]:
-    platform = await open_platform(pg_url, data_dir=tmp_path / "data")
-    yield platform
-    await platform.close()
-
-
-async def _started(platform: Platform, path: Path) -> FeedRun:
-    supplier_id = await prepare(platform)
-    async with platform.uow() as uow:
-        queued = await service.create_run(
-            uow,
-            supplier_id=supplier_id,
-            mode=Mode.DELTA,
-            dry_run=False,
-            origin=Origin.CLI,
-            filename=path.name,
-            stored=cli.local_file(path),
-        )
-        await uow.commit()
-    run = await service.start_run(platform.uow, queued.id, worker=service.worker_name())
-    assert run is not None
-    return run
-
-
 async def _in_transaction(conn: AsyncConnection) -> list[Any]:
     """The other sessions of this database inside a transaction: (pid, state, wait type)."""
     await conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))  # else read once a transaction
@@ -184,6 +158,25 @@ async def _two_in_flight(conn: AsyncConnection) -> list[Any]:
     raise AssertionError(f"never two batches in flight: {sessions}")
 
 
+@asynccontextmanager
+async def _two_batches_in_flight(
+    platform: Platform, path: Path
+) -> AsyncIterator[tuple[AsyncConnection, list[Any], FeedRun, asyncio.Task[FeedRun]]]:
+    """A run of the file whose row this session holds, so its first batch cannot commit,
+    once the second has gone as far as it may: (this session, the run's sessions, the run as
+    started, the run executing). Leaving rolls back, which lets the row go."""
+    run = await started_run(platform, path)
+    async with platform.uow() as uow:
+        conn = await uow.connection()
+        await conn.execute(
+            sa.select(feed_runs.c.id).where(feed_runs.c.id == run.id).with_for_update()
+        )
+        running = asyncio.create_task(
+            service.execute_run(platform.uow, run, hold_share=0.5, batch_size=6)
+        )
+        yield conn, await _two_in_flight(conn), run, running
+
+
 @pytest.mark.postgres
 async def test_the_next_batch_writes_while_the_one_before_is_finishing(
     pg_platform: Platform, tmp_path: Path
@@ -191,17 +184,9 @@ async def test_the_next_batch_writes_while_the_one_before_is_finishing(
     # given a run whose row another session holds, so its first batch cannot commit yet
     path = tmp_path / "feed.jsonl"
     path.write_text("".join(book(n) for n in range(30)))
-    run = await _started(pg_platform, path)
-    async with pg_platform.uow() as uow:
-        conn = await uow.connection()
-        await conn.execute(
-            sa.select(feed_runs.c.id).where(feed_runs.c.id == run.id).with_for_update()
-        )
-        running = asyncio.create_task(
-            service.execute_run(pg_platform.uow, run, hold_share=0.5, batch_size=6)
-        )
-        # when: the second batch gets as far as it may, and the row is let go (rolled back)
-        await _two_in_flight(conn)
+    # when: the second batch gets as far as it may, and the row is let go
+    async with _two_batches_in_flight(pg_platform, path) as (_, _, _, running):
+        pass
     done = await running
     # then everything is written, as if one after the other
     assert done.status is RunStatus.COMPLETE, (done.error_code, done.error_detail)
@@ -215,16 +200,8 @@ async def test_a_batch_lost_while_the_next_is_in_flight_takes_that_one_too(
     # given a first batch waiting for the run's row, and the second one waiting for its turn
     path = tmp_path / "feed.jsonl"
     path.write_text("".join(book(n) for n in range(30)))
-    run = await _started(pg_platform, path)
-    async with pg_platform.uow() as uow:
-        conn = await uow.connection()
-        await conn.execute(
-            sa.select(feed_runs.c.id).where(feed_runs.c.id == run.id).with_for_update()
-        )
-        running = asyncio.create_task(
-            service.execute_run(pg_platform.uow, run, hold_share=0.5, batch_size=6)
-        )
-        first = next(s for s in await _two_in_flight(conn) if s.wait_event_type == "Lock")
+    async with _two_batches_in_flight(pg_platform, path) as (conn, sessions, run, running):
+        first = next(s for s in sessions if s.wait_event_type == "Lock")
         # when the first batch's connection is lost, and the run's row is let go
         await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first.pid})
     with pytest.raises(sa.exc.DBAPIError, match="terminat"):
