@@ -41,14 +41,26 @@ def check_drafts(
     """Each draft checked against every rule (CPU only): the offer as it would be stored, or its
     errors. `categories` by id and by slug, as `categories_by_ref` gives them."""
     checked: list[ValidOffer | list[FieldError]] = []
+    checks: dict[str, SchemaCheck] = {}  # by category reference, for these drafts
+    precisions: dict[str, int | None] = {}
     for draft in drafts:
         category = categories.get(draft.category)
+        check = checks.get(draft.category)
+        if check is None:
+            check = checks[draft.category] = schema_check(category) if category else _nothing
+        code = draft.price_currency
+        if code not in precisions:
+            precisions[code] = currency.precision(code)
         checked.append(
             validate_offer(
                 draft,
                 category=category,
-                precision=currency.precision(draft.price_currency),
-                check_attributes=schema_check(category) if category else lambda _: [],
+                precision=precisions[code],
+                check_attributes=check,
             )
         )
     return checked
+
+
+def _nothing(_: dict[str, Any]) -> list[FieldError]:
+    return []

@@ -147,7 +147,7 @@ async def apply_supplier_status(uow: UnitOfWork, *, supplier_id: str, status: st
 # --- offer upserts --------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class ItemResult:
     index: int
     sku: str

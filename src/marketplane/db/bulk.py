@@ -1,4 +1,5 @@
-"""Executemany without SQLAlchemy's per-row parameter building.
+"""Executemany without SQLAlchemy's per-row parameter building, and many rows read without its
+per-row result building (PostgreSQL).
 
 `conn.execute(stmt, rows)` builds each row's parameters through the compiler (measured on a feed
 import: 35 µs a row, a third of the Python time of a batch). Here a statement is compiled once
@@ -134,8 +135,30 @@ async def _copy(
     columns: tuple[str, ...],
     values: Sequence[tuple[Any, ...]],
 ) -> None:
-    as_json = [_json_text if isinstance(table.c[c].type, sa.JSON) else None for c in columns]
-    records = _converted(list(values), as_json)
+    as_json = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, sa.JSON)]
+    records: Sequence[tuple[Any, ...]] = values
+    if len(as_json) == 1:  # the usual case, without a loop over each row's values
+        i = as_json[0]
+        dumps = orjson.dumps
+        records = [(*row[:i], dumps(row[i]).decode(), *row[i + 1 :]) for row in values]
+    elif as_json:
+        records = _converted(
+            list(values), [_json_text if i in as_json else None for i in range(len(columns))]
+        )
+    driver = await _driver(conn)
+    await driver.copy_records_to_table(table.name, records=records, columns=list(columns))
+
+
+async def fetch(conn: AsyncConnection, sql: str, *args: Any) -> list[Any]:
+    """PostgreSQL: the rows of `sql` (parameters $1, $2…) straight from the driver, as records
+    (tuples by position, mappings by name), in this connection's transaction, which a statement
+    through SQLAlchemy has begun. Measured for 5,000 rows of two columns: 2.1 µs a row through
+    SQLAlchemy's result, 0.66 from the driver."""
+    driver = await _driver(conn)
+    return await driver.fetch(sql, *args)  # type: ignore[no-any-return]
+
+
+async def _driver(conn: AsyncConnection) -> Any:
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None
-    await driver.copy_records_to_table(table.name, records=records, columns=list(columns))
+    return driver

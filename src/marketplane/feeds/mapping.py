@@ -262,7 +262,7 @@ def schema_types(attribute_schema: Mapping[str, Any]) -> dict[str, str]:
     return types
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as OfferDraft
 class Mapped:
     """One row mapped: the draft to upsert, or a delete, or what is wrong."""
 
@@ -273,6 +273,9 @@ class Mapped:
 
 
 _PLAIN = Source()
+# A value of exactly this class needs no conversion to the type (`_typed` returns it as it is).
+_SAME_AS: dict[str | None, type] = {"string": str, "integer": int, "list": list}
+_AS_IT_IS = (None, "any")  # attribute types that convert nothing
 
 
 class Mapper:
@@ -301,9 +304,22 @@ class Mapper:
 
     def map(self, row: Mapping[str, Any]) -> Mapped:
         bad: list[tuple[FieldError, Any]] = []
+        fields = self.mapping.fields
+        implicit = self.implicit
 
-        def get(name: str, kind: str | None) -> Any:
-            source, value = self._field(row, name)
+        def get(name: str, kind: str) -> Any:
+            source = fields.get(name)
+            if source is None:
+                if not implicit:
+                    return None
+                value = row.get(name)
+                if value is None or value == "":
+                    return None
+                if value.__class__ is _SAME_AS.get(kind):  # already of its type: as it is
+                    return value
+                source = _PLAIN
+            else:
+                value = source.read(row)
             try:
                 return _typed(name, source.type or kind, source, value)
             except _Bad as exc:
@@ -381,22 +397,28 @@ class Mapper:
         self, row: Mapping[str, Any], category: str | None, bad: list[tuple[FieldError, Any]]
     ) -> dict[str, Any]:
         types = (self.types_for(category) if category else None) or {}
-        found: dict[str, tuple[Source, Any]] = {}
+        found: dict[str, Any] = {}
         if self.implicit:
             nested = row.get("attributes")
             if isinstance(nested, dict):
-                found.update((name, (_PLAIN, value)) for name, value in nested.items())
+                found.update(nested)
             for column, value in row.items():
-                for prefix in ATTR_PREFIXES:
-                    if column.startswith(prefix):
-                        found[column[len(prefix) :]] = (_PLAIN, value)
-        for name, source in self.mapping.attributes.items():
-            found[name] = (source, source.read(row))
+                if column.startswith(ATTR_PREFIXES):
+                    prefix = next(p for p in ATTR_PREFIXES if column.startswith(p))
+                    found[column[len(prefix) :]] = value
+        sources = self.mapping.attributes
+        for name, source in sources.items():
+            found[name] = source.read(row)
         attributes: dict[str, Any] = {}
-        for name, (source, value) in found.items():
+        for name, value in found.items():
             if value is None or value == "":
                 continue
+            source = sources.get(name, _PLAIN)
             kind = source.type or types.get(name)
+            plain = source is _PLAIN
+            if plain and (kind in _AS_IT_IS or value.__class__ is _SAME_AS.get(kind)):
+                attributes[name] = value  # nothing to convert
+                continue
             try:
                 attributes[name] = _typed(
                     f"attributes.{name}", None if kind == "any" else kind, source, value

@@ -6,12 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from marketplane.catalog.model import (
     Category,
     OfferDraft,
     ValidOffer,
     attribute_rows,
+    canonical_scalar,
     normalize_gtin,
     query_value_forms,
     tokens,
@@ -62,7 +65,18 @@ def test_gtins_and_isbns_normalise(raw: str, gtin: str) -> None:
     assert normalize_gtin(raw) == gtin
 
 
-@pytest.mark.parametrize("raw", ["9780306406158", "0306406153", "12345", "abcdefghijklm", ""])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "9780306406158",
+        "0306406153",
+        "12345",
+        "abcdefghijklm",
+        "",
+        "٩٧٨٠٣٠٦٤٠٦١٥٧",  # the right digits, but Arabic-Indic ones: a GTIN is ASCII
+        "０３０６４０６１５２",  # an ISBN-10 in full-width digits
+    ],
+)
 def test_bad_check_digits_are_refused(raw: str) -> None:
     assert normalize_gtin(raw) is None
 
@@ -133,6 +147,36 @@ def test_attribute_rows_index_scalars_and_arrays() -> None:
         ("tags", "quiet", None),
         ("tags", "sea", None),
     ]
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet="ab1", max_size=3),
+    st.text(alphabet="x", min_size=199, max_size=202),  # around the indexed length
+)
+
+
+@given(
+    st.dictionaries(
+        st.one_of(st.sampled_from(["city", "tags", "n"]), st.just("k" * 101)),
+        st.one_of(scalars, st.lists(scalars, max_size=4), st.dictionaries(st.just("a"), scalars)),
+        max_size=4,
+    )
+)
+def test_attribute_rows_are_the_canonical_form_of_each_scalar_a_repeat_once(
+    attributes: dict[str, Any],
+) -> None:
+    expected: dict[tuple[str, str], float | None] = {}
+    for name, value in attributes.items():
+        for item in value if isinstance(value, list) else [value]:
+            indexed = canonical_scalar(item)
+            if indexed is not None and len(name) <= 100:
+                expected[(name, indexed[0])] = indexed[1]
+    rows = attribute_rows(attributes)
+    assert rows == [(name, text, number) for (name, text), number in expected.items()]
 
 
 def test_numeric_query_values_match_their_canonical_form() -> None:
