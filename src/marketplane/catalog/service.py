@@ -44,7 +44,7 @@ from marketplane.events import service as events
 from marketplane.events.model import OFFER_CHANGES, NewEvent, store_type
 from marketplane.kernel.clock import rfc3339, utcnow
 from marketplane.kernel.errors import Conflict, FieldError, NotFound, ValidationFailed, field_error
-from marketplane.kernel.ids import new_id
+from marketplane.kernel.ids import new_id, new_ids
 from marketplane.kernel.money import apply_markup
 from marketplane.kernel.pagination import Cursor, decode_cursor, encode_cursor, fingerprint
 
@@ -307,6 +307,7 @@ async def _write(
     reindex: list[tuple[str, ValidOffer, int | None]] = []
     happened: list[NewEvent] = []
     stamp = rfc3339(now)
+    fresh_ids = iter(new_ids("off", sum(1 for sku in valid if sku not in existing)))
     for sku, (index, offer) in valid.items():
         result = results[index]
         row = existing.get(sku)
@@ -329,17 +330,10 @@ async def _write(
             "updated_at": now,
         }
         if row is None:
-            offer_id = new_id("off")
-            inserts.append(
-                {
-                    **values,
-                    "id": offer_id,
-                    "supplier_id": supplier_id,
-                    "sku": sku,
-                    "version": 1,
-                    "created_at": now,
-                }
-            )
+            offer_id = next(fresh_ids)
+            values["id"], values["supplier_id"], values["sku"] = offer_id, supplier_id, sku
+            values["version"], values["created_at"] = 1, now
+            inserts.append(values)
             result.outcome, result.offer_id, result.version = "created", offer_id, 1
             reindex.append((offer_id, offer, None))
             happened.append(_offer_event("created", inserts[-1], stamp, stamp, live_before=False))
@@ -378,10 +372,10 @@ async def _write(
     for offer_id, offer, old_pk in reindex:
         if old_pk is None:
             pk = pks[offer_id]
-            fresh.extend((pk, name, text, number) for name, text, number in offer.entries)
+            fresh.extend([(pk, name, text, number) for name, text, number in offer.entries])
         else:
             stale.append(old_pk)
-            entries.extend((old_pk, name, text, number) for name, text, number in offer.entries)
+            entries.extend([(old_pk, name, text, number) for name, text, number in offer.entries])
     if relay is not None:
         # Rows nobody else can see yet are written; the rest waits for the write before.
         await store.replace_attributes(conn, [], fresh)

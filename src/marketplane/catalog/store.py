@@ -407,7 +407,7 @@ _DRAW_KEYS = """SELECT nextval(seq) FROM generate_series(1, $1),
 
 
 async def insert_offers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Insert offers; returns their primary keys by id."""
+    """Insert offers; returns their primary keys by id (each row gets its "pk" too)."""
     if not rows:
         return {}
     # Keys chosen first, so nothing is looked up after the insert (on PostgreSQL the rows go by
@@ -420,9 +420,10 @@ async def insert_offers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> di
         # its first statement (BEGIN IMMEDIATE), so nobody takes them meanwhile.
         last = (await conn.execute(sa.select(sa.func.max(offers.c.pk)))).scalar() or 0
         keys = list(range(last + 1, last + 1 + len(rows)))
-    keyed = [{**row, "pk": pk} for row, pk in zip(rows, keys, strict=True)]
-    await bulk.insert_many(conn, offers, keyed)
-    return {row["id"]: row["pk"] for row in keyed}
+    for row, pk in zip(rows, keys, strict=True):
+        row["pk"] = pk
+    await bulk.insert_many(conn, offers, rows)
+    return {row["id"]: row["pk"] for row in rows}
 
 
 _UPDATE = (

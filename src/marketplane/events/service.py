@@ -17,7 +17,7 @@ from marketplane.events import store
 from marketplane.events.hub import Hub
 from marketplane.events.model import Event, NewEvent, visible_to
 from marketplane.kernel.clock import utcnow
-from marketplane.kernel.ids import new_id
+from marketplane.kernel.ids import new_ids
 
 _PENDING = "events.pending"
 _NOTIFIED = "events.notified"
@@ -54,7 +54,7 @@ async def emit(uow: UnitOfWork, *events: NewEvent) -> None:
 async def _flush(uow: UnitOfWork) -> None:
     pending: list[NewEvent] = uow.state.get(_PENDING, [])
     if pending:
-        numbered = [(new_id("evt"), e) for e in pending]
+        numbered = list(zip(new_ids("evt", len(pending)), pending, strict=True))
         pending.clear()
         first = not uow.state.get(_NOTIFIED)
         # Other processes are told once a transaction, when it commits (PostgreSQL NOTIFY).

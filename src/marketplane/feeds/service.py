@@ -16,7 +16,7 @@ import io
 import os
 import socket
 import statistics
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -335,16 +335,17 @@ class _Execution:
                     dry_run=run.dry_run,
                     relay=relay,
                 )
-                for result in results:
-                    if result.outcome == "failed":  # a SKU repeated in the batch: the last wins
-                        counts.failed += 1
-                        errors.extend(
-                            RowError(lines[result.index], result.sku, error, result.sku)
-                            for error in result.errors
-                        )
-                    else:
-                        name = {"created": "inserted"}.get(result.outcome, result.outcome)
-                        setattr(counts, name, getattr(counts, name) + 1)
+                outcomes = Counter(result.outcome for result in results)
+                for outcome, count in outcomes.items():
+                    name = "inserted" if outcome == "created" else outcome
+                    setattr(counts, name, getattr(counts, name) + count)
+                if outcomes["failed"]:  # a SKU repeated in the batch: the last wins
+                    errors.extend(
+                        RowError(lines[result.index], result.sku, error, result.sku)
+                        for result in results
+                        if result.outcome == "failed"
+                        for error in result.errors
+                    )
             if relay is not None:
                 relay.open()
                 await relay.turn()

@@ -64,3 +64,23 @@ def test_ids_made_in_a_row_count_up_by_one_within_a_millisecond() -> None:
     steps = [(b >> 80 == a >> 80, b - a) for a, b in itertools.pairwise(values)]
     assert all(step == 1 for same_ms, step in steps if same_ms)
     assert all(step > 0 for _, step in steps)
+
+
+@pytest.mark.parametrize("count", [0, 1, 1023, 1024, 1025, 5000])
+def test_ids_taken_at_once_are_those_taken_one_by_one(count: int) -> None:
+    # given ids taken one by one around a number of them taken at once
+    from marketplane.kernel.ids import _ALPHABET, new_ids
+
+    before = [new_id("evt") for _ in range(3)]
+    taken = new_ids("evt", count)
+    after = [new_id("evt") for _ in range(3)]
+    made = [*before, *taken, *after]
+    # then there are as many as asked, each valid, and within a millisecond each counts one up
+    # from the one before, across runs of 1,024 too
+    assert len(taken) == count and all(has_prefix(i, "evt") for i in made)
+    values = [
+        sum(_ALPHABET.index(c) << (5 * n) for n, c in enumerate(reversed(i[4:]))) for i in made
+    ]
+    steps = [(b >> 80 == a >> 80, b - a) for a, b in itertools.pairwise(values)]
+    assert all(step == 1 for same_ms, step in steps if same_ms)
+    assert all(step > 0 for _, step in steps)
