@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -207,6 +208,21 @@ class Relay:
             self.committed.exception()  # retrieved: a successor may not be there to see it
 
 
+class KnownProducts:
+    """Products that a sequence of offer writes (a feed run's batches) found committed, by
+    GTIN: a product is never deleted and keeps its GTIN, so the later writes need not look them
+    up again (a batch of 5,000 books asked for some 4,700 each time). Holds at most `limit`."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self.ids: dict[str, str] = {}
+
+    def add(self, found: Mapping[str, str]) -> None:
+        room = self.limit - len(self.ids)
+        if room > 0:
+            self.ids.update(itertools.islice(found.items(), room))
+
+
 async def categories_by_ref(uow: UnitOfWork, refs: Iterable[str]) -> dict[str, Category]:
     found = await store.categories_by_refs(await uow.connection(), set(refs))
     return {c.id: c for c in found} | {c.slug: c for c in found}
@@ -251,12 +267,14 @@ async def write_offers(
     source: str,
     dry_run: bool = False,
     relay: Relay | None = None,
+    products: KnownProducts | None = None,
 ) -> list[ItemResult]:
     """As upsert_offers, for offers checked already (`check_drafts`, by a caller that did it
     meanwhile); a result for each. `relay`: this write's place in a sequence of overlapping
-    ones (see Relay)."""
+    ones (see Relay); `products`: what the writes before it learnt of products."""
     results = [ItemResult(index=i, sku=o.sku, outcome="failed") for i, o in enumerate(offers)]
-    await _write_valid(uow, supplier_id, list(enumerate(offers)), results, source, dry_run, relay)
+    items = list(enumerate(offers))
+    await _write_valid(uow, supplier_id, items, results, source, dry_run, relay, products)
     return results
 
 
@@ -268,6 +286,7 @@ async def _write_valid(
     source: str,
     dry_run: bool,
     relay: Relay | None,
+    products: KnownProducts | None = None,
 ) -> None:
     """Writes valid offers (their index in `results`); of a SKU named twice, the last."""
     valid: dict[str, tuple[int, ValidOffer]] = {}
@@ -279,7 +298,7 @@ async def _write_valid(
             ]
         valid[offer.sku] = (index, offer)
     if valid:
-        await _write(uow, supplier_id, valid, results, source, dry_run, relay)
+        await _write(uow, supplier_id, valid, results, source, dry_run, relay, products)
 
 
 async def _write(
@@ -290,6 +309,7 @@ async def _write(
     source: str,
     dry_run: bool,
     relay: Relay | None,
+    products: KnownProducts | None,
 ) -> None:
     conn = await uow.connection()
     now = utcnow()
@@ -299,7 +319,7 @@ async def _write(
     if not dry_run:
         offers = [o for _, o in valid.values()]
         apart = relay.new_uow if relay is not None else None
-        product_ids = await _products_for(uow, offers, now, existing, apart)
+        product_ids = await _products_for(uow, offers, now, existing, apart, products)
         if relay is not None:
             relay.open()
     inserts: list[dict[str, Any]] = []
@@ -449,15 +469,24 @@ async def _products_for(
     now: Any,
     existing: Mapping[str, Any],
     apart: Callable[[], UnitOfWork] | None,
+    products: KnownProducts | None,
 ) -> dict[str, str]:
     """Each GTIN's product, created if new. An offer keeping its GTIN keeps its product: no
-    lookup (a price or stock update is then one statement shorter). With `apart` (PostgreSQL),
-    new products are made and committed in a transaction of their own first."""
+    lookup (a price or stock update is then one statement shorter), nor for a product in
+    `products`, which learns those found committed. With `apart` (PostgreSQL), new products are
+    made and committed in a transaction of their own first."""
     known = {row.gtin: row.product_id for row in existing.values() if row.gtin and row.product_id}
     gtins = sorted({o.gtin for o in offers if o.gtin and o.gtin not in known})
+    if products is not None and gtins:
+        remembered = products.ids
+        known |= {g: remembered[g] for g in gtins if g in remembered}
+        gtins = [g for g in gtins if g not in known]
     if not gtins:
         return known
-    known |= await store.products_by_gtin(await uow.connection(), gtins)
+    found = await store.products_by_gtin(await uow.connection(), gtins)  # before any made here
+    if products is not None:
+        products.add(found)
+    known |= found
     fresh: dict[str, dict[str, Any]] = {}
     for offer in offers:
         if offer.gtin and offer.gtin not in known and offer.gtin not in fresh:
@@ -476,11 +505,14 @@ async def _products_for(
     # Another transaction may create the same product: the first one wins, whose id is read.
     if apart is None:
         await store.insert_new_products(await uow.connection(), list(fresh.values()))
-    else:
-        async with apart() as own:
-            await store.insert_new_products(await own.connection(), list(fresh.values()))
-            await own.commit()
-    return known | await store.products_by_gtin(await uow.connection(), list(fresh))
+        return known | await store.products_by_gtin(await uow.connection(), list(fresh))
+    async with apart() as own:
+        await store.insert_new_products(await own.connection(), list(fresh.values()))
+        await own.commit()
+    made = await store.products_by_gtin(await uow.connection(), list(fresh))
+    if products is not None:
+        products.add(made)  # committed, by this write or the one that won
+    return known | made
 
 
 async def delete_offer(uow: UnitOfWork, *, supplier_id: str, sku: str) -> Offer:

@@ -265,6 +265,7 @@ class _Execution:
         self.overlap = overlap
         self.errors_kept = 0
         self.analyzed_at = ANALYZE_FROM // 2  # rows inserted at the last statistics refresh
+        self.products = catalog.KnownProducts()
 
     async def apply_all(self, prepared: Batches) -> None:
         """Writes each batch as it comes: one is written while the next is prepared. With
@@ -334,6 +335,7 @@ class _Execution:
                     source="feed",
                     dry_run=run.dry_run,
                     relay=relay,
+                    products=self.products,
                 )
                 outcomes = Counter(result.outcome for result in results)
                 for outcome, count in outcomes.items():

@@ -20,6 +20,7 @@ from test_batches import run_file, started_run
 from test_feed_crash import prepare
 
 from marketplane.bootstrap import Platform
+from marketplane.catalog import store as catalog_store
 from marketplane.catalog.store import offer_attrs, offers, products
 from marketplane.events.store import events
 from marketplane.feeds import service
@@ -71,6 +72,30 @@ async def test_batches_written_at_once_make_each_product_once(
     assert len(linked) == 60 and all(made[gtin] == product for gtin, product in linked)
     assert entries == 60 * 3  # isbn, author, year: every batch's attribute entries are in
     assert [by_sku[object_id] for object_id in created] == [f"R{n:03d}" for n in range(60)]
+
+
+async def test_a_run_looks_each_product_up_until_it_has_seen_it_committed(
+    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given 60 rows in batches of 6, each batch naming the same three GTINs, and every
+    # product lookup noted
+    path = tmp_path / "feed.jsonl"
+    path.write_text("".join(book(n) for n in range(60)))
+    asked: list[list[str]] = []
+    real = catalog_store.products_by_gtin
+
+    async def noted(conn: AsyncConnection, gtins: Any) -> dict[str, str]:
+        asked.append(sorted(gtins))
+        return await real(conn, gtins)
+
+    monkeypatch.setattr(catalog_store, "products_by_gtin", noted)
+    # when
+    run, _ = await run_file(platform, path, batch_size=6)
+    # then the products are asked for twice (none there yet; the ones made, committed by then
+    # on PostgreSQL, and on SQLite by the next batch), and the eight batches after not at all
+    assert run.status is RunStatus.COMPLETE, (run.error_code, run.error_detail)
+    assert run.counts.inserted == 60
+    assert asked == [sorted(ISBNS), sorted(ISBNS)]
 
 
 async def test_a_failing_batch_takes_the_batches_after_it_and_none_before(
