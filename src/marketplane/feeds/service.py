@@ -80,6 +80,7 @@ from marketplane.kernel.ids import new_id
 # 5,000 a batch imported in 13.8 s (SQLite) and 12.8 s (PostgreSQL), 1,000 in 16.4 s and 15.3 s.
 BATCH = 5000
 BATCH_BYTES = 8 * 1024 * 1024
+IN_FLIGHT = 3  # batches a run writes at once on PostgreSQL (_Execution.apply_all)
 ANALYZE_FROM = 10_000  # rows inserted by a run before planner statistics are first refreshed
 ERRORS_KEPT = 100_000  # row errors stored per run; the counts count them all
 NewUnitOfWork = Callable[[], UnitOfWork]
@@ -269,24 +270,25 @@ class _Execution:
 
     async def apply_all(self, prepared: Batches) -> None:
         """Writes each batch as it comes: one is written while the next is prepared. With
-        `overlap` (PostgreSQL), two are written at once in a relay (catalog.Relay): a batch
-        inserts its new offers while the one before it finishes, and commits after it."""
+        `overlap` (PostgreSQL), up to IN_FLIGHT are written at once in a relay (catalog.Relay):
+        a batch inserts its new offers while the ones before it finish, and commits after them."""
         overlap = self.overlap and not self.run.dry_run
+        limit = IN_FLIGHT if overlap else 1
         writing: deque[tuple[asyncio.Task[None], catalog.Relay | None, frozenset[str]]] = deque()
         try:
             while (ready := await prepared.next()) is not None:
                 skus = frozenset(ready[0].named)
-                while len(writing) > (1 if overlap else 0):
+                # The same SKU twice in flight: the later would not see the earlier's write.
+                while writing and (
+                    len(writing) >= limit
+                    or any(not named.isdisjoint(skus) for _, _, named in writing)
+                ):
                     await writing.popleft()[0]
                 if writing:
-                    task, before, named = writing[-1]
+                    task, before, _ = writing[-1]
                     assert before is not None
-                    if named.isdisjoint(skus):
-                        await asyncio.wait(
-                            {before.opened, task}, return_when=asyncio.FIRST_COMPLETED
-                        )
-                    # The same SKU twice in flight: the later would not see the earlier's write.
-                    if task.done() or not named.isdisjoint(skus):
+                    await asyncio.wait({before.opened, task}, return_when=asyncio.FIRST_COMPLETED)
+                    while writing and writing[0][0].done():
                         await writing.popleft()[0]
                 relay = None
                 if overlap:

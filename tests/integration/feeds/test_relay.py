@@ -1,8 +1,8 @@
-"""On PostgreSQL a run writes two batches at once (catalog.Relay): a batch inserts its new offers
-while the one before it finishes, and commits after it. Whatever the overlap, the outcome is a
-run's batches applied one after the other: products shared across batches made once, events
-in the file's order, and a batch that fails taking the ones after it with it, never the ones
-before. The same tests run on SQLite, which writes one batch at a time."""
+"""On PostgreSQL a run writes several batches at once (catalog.Relay): a batch inserts its new
+offers while the ones before it finish, and commits after them. Whatever the overlap, the
+outcome is a run's batches applied one after the other: products shared across batches made
+once, events in the file's order, and a batch that fails taking the ones after it with it,
+never the ones before. The same tests run on SQLite, which writes one batch at a time."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from marketplane.catalog.store import offer_attrs, offers, products
 from marketplane.events.store import events
 from marketplane.feeds import service
 from marketplane.feeds.model import FeedRun, RunStatus
+from marketplane.feeds.service import IN_FLIGHT
 from marketplane.feeds.store import feed_runs
 
 ISBNS = ("9780306406157", "9780131103627", "9780262033848")  # three products, in every batch
@@ -154,7 +155,7 @@ async def _execute(platform: Platform, statements: list[str]) -> None:
         await uow.commit()
 
 
-# --- two batches in flight (PostgreSQL) -------------------------------------------------------
+# --- batches in flight (PostgreSQL) -----------------------------------------------------------
 
 
 async def _in_transaction(conn: AsyncConnection) -> list[Any]:
@@ -170,26 +171,28 @@ async def _in_transaction(conn: AsyncConnection) -> list[Any]:
     return list(found)
 
 
-async def _two_in_flight(conn: AsyncConnection) -> list[Any]:
-    """Waits until one batch waits for the run's row and the next has written its new offers
-    and waits for its turn (idle in its transaction, not on a lock: the products it shares
-    with the first one were there for it before that one commits)."""
+async def _all_in_flight(conn: AsyncConnection) -> list[Any]:
+    """Waits until one batch waits for the run's row and each of the ones after it that may be
+    in flight has written its new offers and waits for its turn (idle in its transaction, not
+    on a lock: the products it shares with the first one were there for it before that one
+    commits)."""
+    waiting = [("active", "Lock"), *[("idle in transaction", "Client")] * (IN_FLIGHT - 1)]
     for _ in range(600):
         sessions = await _in_transaction(conn)
         states = sorted((s.state, s.wait_event_type or "") for s in sessions)
-        if states == [("active", "Lock"), ("idle in transaction", "Client")]:
+        if states == waiting:
             return sessions
         await asyncio.sleep(0.05)
-    raise AssertionError(f"never two batches in flight: {sessions}")
+    raise AssertionError(f"never {IN_FLIGHT} batches in flight: {sessions}")
 
 
 @asynccontextmanager
-async def _two_batches_in_flight(
+async def _batches_in_flight(
     platform: Platform, path: Path
 ) -> AsyncIterator[tuple[AsyncConnection, list[Any], FeedRun, asyncio.Task[FeedRun]]]:
     """A run of the file whose row this session holds, so its first batch cannot commit,
-    once the second has gone as far as it may: (this session, the run's sessions, the run as
-    started, the run executing). Leaving rolls back, which lets the row go."""
+    once the batches after it have gone as far as they may: (this session, the run's sessions,
+    the run as started, the run executing). Leaving rolls back, which lets the row go."""
     run = await started_run(platform, path)
     async with platform.uow() as uow:
         conn = await uow.connection()
@@ -199,7 +202,7 @@ async def _two_batches_in_flight(
         running = asyncio.create_task(
             service.execute_run(platform.uow, run, hold_share=0.5, batch_size=6)
         )
-        yield conn, await _two_in_flight(conn), run, running
+        yield conn, await _all_in_flight(conn), run, running
 
 
 @pytest.mark.postgres
@@ -209,8 +212,8 @@ async def test_the_next_batch_writes_while_the_one_before_is_finishing(
     # given a run whose row another session holds, so its first batch cannot commit yet
     path = tmp_path / "feed.jsonl"
     path.write_text("".join(book(n) for n in range(30)))
-    # when: the second batch gets as far as it may, and the row is let go
-    async with _two_batches_in_flight(pg_platform, path) as (_, _, _, running):
+    # when: the batches after it get as far as they may, and the row is let go
+    async with _batches_in_flight(pg_platform, path) as (_, _, _, running):
         pass
     done = await running
     # then everything is written, as if one after the other
@@ -222,16 +225,16 @@ async def test_the_next_batch_writes_while_the_one_before_is_finishing(
 async def test_a_batch_lost_while_the_next_is_in_flight_takes_that_one_too(
     pg_platform: Platform, tmp_path: Path
 ) -> None:
-    # given a first batch waiting for the run's row, and the second one waiting for its turn
+    # given a first batch waiting for the run's row, and the ones after it waiting for their turn
     path = tmp_path / "feed.jsonl"
     path.write_text("".join(book(n) for n in range(30)))
-    async with _two_batches_in_flight(pg_platform, path) as (conn, sessions, run, running):
+    async with _batches_in_flight(pg_platform, path) as (conn, sessions, run, running):
         first = next(s for s in sessions if s.wait_event_type == "Lock")
         # when the first batch's connection is lost, and the run's row is let go
         await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first.pid})
     with pytest.raises(sa.exc.DBAPIError, match="terminat"):
         await running
-    # then the second batch did not commit either: nothing was written
+    # then the batches after it did not commit either: nothing was written
     async with pg_platform.uow(write=False) as uow:
         conn = await uow.connection()
         written = (await conn.execute(sa.select(sa.func.count()).select_from(offers))).scalar()
