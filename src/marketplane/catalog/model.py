@@ -64,8 +64,9 @@ class OfferDraft:
 
 class ValidOffer(NamedTuple):
     """A draft that passed every rule: ready to store. A named tuple, not a frozen dataclass:
-    as immutable, and made in a tenth of the time (a feed import makes one a row, twice: where
-    it is checked and where it is written; 5.7 µs against 0.6, measured)."""
+    as immutable, and made in a fifth of the time (its 14 fields by position: 0.36 µs against
+    1.7, measured); a feed import makes one a row on each side of the pipe between its
+    processes."""
 
     sku: str
     category_id: str

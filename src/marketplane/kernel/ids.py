@@ -62,7 +62,7 @@ _RANDOM = (1 << 80) - 1
 
 def new_ids(prefix: str, count: int) -> list[str]:
     """`count` ids, as `count` calls of new_id in a row would make them: each one more than the
-    one before. A feed batch takes thousands at once, at 0.1 µs each instead of 1.5 (measured)."""
+    one before. A feed batch takes thousands at once, at 0.2 µs each instead of 1.5 (measured)."""
     with _lock:
         value = _take(count)
     ids: list[str] = []
