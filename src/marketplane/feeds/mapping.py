@@ -304,22 +304,13 @@ class Mapper:
 
     def map(self, row: Mapping[str, Any]) -> Mapped:
         bad: list[tuple[FieldError, Any]] = []
-        fields = self.mapping.fields
-        implicit = self.implicit
 
         def get(name: str, kind: str) -> Any:
-            source = fields.get(name)
-            if source is None:
-                if not implicit:
-                    return None
-                value = row.get(name)
-                if value is None or value == "":
-                    return None
-                if value.__class__ is _SAME_AS.get(kind):  # already of its type: as it is
-                    return value
-                source = _PLAIN
-            else:
-                value = source.read(row)
+            source, value = self._field(row, name)
+            if value is None:
+                return None
+            if source is _PLAIN and value.__class__ is _SAME_AS.get(kind):
+                return value  # already of its type: as it is
             try:
                 return _typed(name, source.type or kind, source, value)
             except _Bad as exc:
@@ -415,8 +406,7 @@ class Mapper:
                 continue
             source = sources.get(name, _PLAIN)
             kind = source.type or types.get(name)
-            plain = source is _PLAIN
-            if plain and (kind in _AS_IT_IS or value.__class__ is _SAME_AS.get(kind)):
+            if source is _PLAIN and (kind in _AS_IT_IS or value.__class__ is _SAME_AS.get(kind)):
                 attributes[name] = value  # nothing to convert
                 continue
             try:
