@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -315,87 +315,114 @@ async def _write(
     now = utcnow()
     listed = await store.is_listed(conn, supplier_id)
     existing = await store.existing_offers(conn, supplier_id, list(valid))
+    created = sum(1 for sku in valid if sku not in existing)
     product_ids: dict[str, str] = {}
+    keys: Iterator[int | None] = itertools.repeat(None)  # a dry run draws none
     if not dry_run:
         offers = [o for _, o in valid.values()]
         apart = relay.new_uow if relay is not None else None
         product_ids = await _products_for(uow, offers, now, existing, apart, products)
         if relay is not None:
             relay.open()
-    inserts: list[dict[str, Any]] = []
+        keys = iter(await store.offer_keys(conn, created))
+    # New offers become rows (store.INSERT_COLUMNS) straight from the offer: a feed's usual case.
+    inserts: list[tuple[Any, ...]] = []
+    fresh: list[tuple[int, str, str, float | None]] = []  # attribute entries of new offers
     updates: list[dict[str, Any]] = []
-    reindex: list[tuple[str, ValidOffer, int | None]] = []
+    stale: list[int] = []  # offers that exist already and whose entries are replaced
+    entries: list[tuple[int, str, str, float | None]] = []  # their entries
     happened: list[NewEvent] = []
     stamp = rfc3339(now)
-    fresh_ids = iter(new_ids("off", sum(1 for sku in valid if sku not in existing)))
+    fresh_ids = iter(new_ids("off", created))
     for sku, (index, offer) in valid.items():
         result = results[index]
         row = existing.get(sku)
-        values = {
-            "category_id": offer.category_id,
-            "title": offer.title,
-            "description": offer.description,
-            "attributes": offer.attributes,
-            "price_amount": offer.price_amount,
-            "currency": offer.currency,
-            "quantity": offer.quantity,
-            "status": str(offer.status),
-            "live": int(listed and offer.status is OfferStatus.ACTIVE),
-            "gtin": offer.gtin,
-            "product_id": product_ids.get(offer.gtin) if offer.gtin else None,
-            "source": source,
-            "content_hash": offer.content_hash,
-            "search_title": offer.search_title,
-            "search_body": offer.search_body,
-            "updated_at": now,
-        }
-        if row is None:
-            offer_id = next(fresh_ids)
-            values["id"], values["supplier_id"], values["sku"] = offer_id, supplier_id, sku
-            values["version"], values["created_at"] = 1, now
-            inserts.append(values)
-            result.outcome, result.offer_id, result.version = "created", offer_id, 1
-            reindex.append((offer_id, offer, None))
-            happened.append(_offer_event("created", inserts[-1], stamp, stamp, live_before=False))
-        elif row.content_hash == offer.content_hash and row.quantity == offer.quantity:
+        same = row is not None and row.content_hash == offer.content_hash
+        if same and row is not None and row.quantity == offer.quantity:
             # The same statement, and no order moved the quantity since: nothing to do. A
             # supplier stating its quantity again after orders took some is heard (it states
             # what is available now).
             result.outcome, result.offer_id, result.version = "unchanged", row.id, row.version
-        else:
-            updates.append({**values, "b_pk": row.pk, "version": row.version + 1})
-            result.outcome, result.offer_id, result.version = "updated", row.id, row.version + 1
-            if row.attributes != offer.attributes:
-                reindex.append((row.id, offer, row.pk))
-            kind = (
-                "quantity"  # only orders moved it since the same statement
-                if row.content_hash == offer.content_hash
-                else change_kind(
-                    offer,
-                    hash_before=row.content_hash,
-                    price_before=row.price_amount,
-                    quantity_before=row.quantity,
+            continue
+        status, gtin = _STATUS_TEXT[offer.status], offer.gtin
+        live = int(listed and status == _ACTIVE)
+        product_id = product_ids.get(gtin) if gtin else None
+        if row is None:
+            offer_id, pk = next(fresh_ids), next(keys)
+            inserts.append(
+                (
+                    pk,
+                    offer_id,
+                    supplier_id,
+                    sku,
+                    offer.category_id,
+                    offer.title,
+                    offer.description,
+                    offer.attributes,
+                    offer.price_amount,
+                    offer.currency,
+                    offer.quantity,
+                    status,
+                    live,
+                    gtin,
+                    product_id,
+                    source,
+                    offer.content_hash,
+                    1,
+                    offer.search_title,
+                    offer.search_body,
+                    now,
+                    now,
                 )
             )
-            written = {**updates[-1], "id": row.id, "sku": sku, "supplier_id": supplier_id}
-            happened.append(
-                _offer_event(
-                    kind, written, rfc3339(row.created_at), stamp, live_before=bool(row.live)
-                )
+            if pk is not None:
+                fresh.extend([(pk, name, text, number) for name, text, number in offer.entries])
+            result.outcome, result.offer_id, result.version = "created", offer_id, 1
+            written = _Written(offer_id, supplier_id, status, live, product_id, source, 1)
+            happened.append(_offer_event("created", offer, written, stamp, stamp, False))
+            continue
+        written = _Written(row.id, supplier_id, status, live, product_id, source, row.version + 1)
+        updates.append(
+            {
+                "b_pk": row.pk,
+                "category_id": offer.category_id,
+                "title": offer.title,
+                "description": offer.description,
+                "attributes": offer.attributes,
+                "price_amount": offer.price_amount,
+                "currency": offer.currency,
+                "quantity": offer.quantity,
+                "status": status,
+                "live": live,
+                "gtin": gtin,
+                "product_id": product_id,
+                "source": source,
+                "content_hash": offer.content_hash,
+                "version": written.version,
+                "search_title": offer.search_title,
+                "search_body": offer.search_body,
+                "updated_at": now,
+            }
+        )
+        result.outcome, result.offer_id, result.version = "updated", row.id, written.version
+        if row.attributes != offer.attributes:
+            stale.append(row.pk)
+            entries.extend([(row.pk, name, text, number) for name, text, number in offer.entries])
+        kind = (
+            "quantity"  # only orders moved it since the same statement
+            if same
+            else change_kind(
+                offer,
+                hash_before=row.content_hash,
+                price_before=row.price_amount,
+                quantity_before=row.quantity,
             )
+        )
+        created_at = rfc3339(row.created_at)
+        happened.append(_offer_event(kind, offer, written, created_at, stamp, bool(row.live)))
     if dry_run:
         return
-    pks = await store.insert_offers(conn, inserts)
-    fresh: list[tuple[int, str, str, float | None]] = []  # attribute entries of new offers
-    entries: list[tuple[int, str, str, float | None]] = []  # of offers that exist already
-    stale: list[int] = []
-    for offer_id, offer, old_pk in reindex:
-        if old_pk is None:
-            pk = pks[offer_id]
-            fresh.extend([(pk, name, text, number) for name, text, number in offer.entries])
-        else:
-            stale.append(old_pk)
-            entries.extend([(old_pk, name, text, number) for name, text, number in offer.entries])
+    await store.insert_offers(conn, inserts)
     if relay is not None:
         # Rows nobody else can see yet are written; the rest waits for the write before.
         await store.replace_attributes(conn, [], fresh)
@@ -407,36 +434,59 @@ async def _write(
     updates.sort(key=lambda row: row["b_pk"])
     await store.update_offers(conn, updates)
     await events.emit(uow, *happened)
-    if any(row["live"] for row in (*inserts, *updates)):
+    if any(row[_LIVE] for row in inserts) or any(row["live"] for row in updates):
         await access.mark_milestone(
             uow, supplier_id=supplier_id, milestone=Milestone.FIRST_OFFER_LIVE
         )
     await store.replace_attributes(conn, stale, entries)
 
 
+_STATUS_TEXT = {status: str(status) for status in OfferStatus}
+_ACTIVE = str(OfferStatus.ACTIVE)
+_LIVE = store.INSERT_COLUMNS.index("live")
+
+
+@dataclass(slots=True)
+class _Written:
+    """What an offer write stored beside the offer's own content."""
+
+    offer_id: str
+    supplier_id: str
+    status: str
+    live: int
+    product_id: str | None
+    source: str
+    version: int
+
+
 def _offer_event(
-    kind: str, row: dict[str, Any], created: str, updated: str, *, live_before: bool
+    kind: str,
+    offer: ValidOffer,
+    written: _Written,
+    created: str,
+    updated: str,
+    live_before: bool,
 ) -> NewEvent:
-    """The event of an offer write (`row`: the offer's columns as written)."""
+    """The event of an offer write: the offer as written."""
     payload = {
-        "id": row["id"],
-        "sku": row["sku"],
-        "supplier": row["supplier_id"],
-        "category": row["category_id"],
-        "title": row["title"],
-        "description": row["description"],
-        "attributes": row["attributes"],
-        "price": {"amount": row["price_amount"], "currency": row["currency"]},
-        "quantity": row["quantity"],
-        "status": row["status"],
-        "gtin": row["gtin"],
-        "product": row["product_id"],
-        "source": row["source"],
-        "version": row["version"],
+        "id": written.offer_id,
+        "sku": offer.sku,
+        "supplier": written.supplier_id,
+        "category": offer.category_id,
+        "title": offer.title,
+        "description": offer.description,
+        "attributes": offer.attributes,
+        "price": {"amount": offer.price_amount, "currency": offer.currency},
+        "quantity": offer.quantity,
+        "status": written.status,
+        "gtin": offer.gtin,
+        "product": written.product_id,
+        "source": written.source,
+        "version": written.version,
         "created_at": created,
         "updated_at": updated,
     }
-    return _event(kind, payload, row["category_id"], live_before, bool(row["live"]))
+    return _event(kind, payload, offer.category_id, live_before, bool(written.live))
 
 
 def _event(
