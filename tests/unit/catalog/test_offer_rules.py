@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from marketplane.catalog.model import (
+    MAX_TOKEN,
     Category,
     OfferDraft,
     ValidOffer,
@@ -83,6 +85,18 @@ def test_bad_check_digits_are_refused(raw: str) -> None:
 
 def test_tokens_fold_case_and_accents_and_split_punctuation() -> None:
     assert tokens("Crème-Brûlée, São PAULO_2027!") == ["creme", "brulee", "sao", "paulo", "2027"]
+
+
+ASCII_TEXT = st.text(alphabet="aZ09_-. \t\x00!", max_size=80) | st.builds(
+    lambda n, tail: "x" * n + tail, st.integers(60, 70), st.sampled_from(["", " Y", "_7"])
+)
+
+
+@given(ASCII_TEXT)
+def test_ascii_text_gives_the_tokens_the_general_rule_gives(text: str) -> None:
+    # the rule for any text: Unicode word characters less the underscore, at most MAX_TOKEN long
+    expected = [t for t in re.findall(r"[^\W_]+", text.lower()) if len(t) <= MAX_TOKEN]
+    assert tokens(text) == expected
 
 
 def test_a_valid_draft_becomes_a_valid_offer_with_its_gtin_from_the_attribute() -> None:
