@@ -26,6 +26,7 @@ from marketplane.catalog.model import (
     SearchRequest,
     Sort,
     ValidOffer,
+    attribute_rows,
     change_kind,
 )
 from marketplane.catalog.search import (
@@ -376,7 +377,7 @@ async def _write(
                 )
             )
             if pk is not None:
-                fresh.extend([(pk, name, text, number) for name, text, number in offer.entries])
+                fresh.extend(attribute_rows(offer.attributes, pk))
             result.outcome, result.offer_id, result.version = "created", offer_id, 1
             written = _Written(offer_id, supplier_id, status, live, product_id, source, 1)
             happened.append(_offer_event("created", offer, written, stamp, stamp, False))
@@ -407,7 +408,7 @@ async def _write(
         result.outcome, result.offer_id, result.version = "updated", row.id, written.version
         if row.attributes != offer.attributes:
             stale.append(row.pk)
-            entries.extend([(row.pk, name, text, number) for name, text, number in offer.entries])
+            entries.extend(attribute_rows(offer.attributes, row.pk))
         kind = (
             "quantity"  # only orders moved it since the same statement
             if same

@@ -154,12 +154,13 @@ def test_the_content_hash_is_the_canonical_json_one(attributes: dict[str, Any]) 
 
 
 def test_attribute_rows_index_scalars_and_arrays() -> None:
-    rows = attribute_rows({"nights": 3, "city": "Lisbon", "tags": ["sea", "quiet"], "x": {"a": 1}})
+    attributes = {"nights": 3, "city": "Lisbon", "tags": ["sea", "quiet"], "x": {"a": 1}}
+    rows = attribute_rows(attributes, 7)
     assert sorted(rows) == [
-        ("city", "Lisbon", None),
-        ("nights", "3", 3.0),
-        ("tags", "quiet", None),
-        ("tags", "sea", None),
+        (7, "city", "Lisbon", None),
+        (7, "nights", "3", 3.0),
+        (7, "tags", "quiet", None),
+        (7, "tags", "sea", None),
     ]
 
 
@@ -189,8 +190,8 @@ def test_attribute_rows_are_the_canonical_form_of_each_scalar_a_repeat_once(
             indexed = canonical_scalar(item)
             if indexed is not None and len(name) <= 100:
                 expected[(name, indexed[0])] = indexed[1]
-    rows = attribute_rows(attributes)
-    assert rows == [(name, text, number) for (name, text), number in expected.items()]
+    rows = attribute_rows(attributes, 7)
+    assert rows == [(7, name, text, number) for (name, text), number in expected.items()]
 
 
 def test_numeric_query_values_match_their_canonical_form() -> None:
