@@ -182,7 +182,9 @@ def batches(feed: Feed, preparer: Preparer, job: Job) -> Iterator[tuple[Batch, P
 
 
 # Tracked objects that may accumulate between two cyclic collections during a feed run: several
-# times what the batches in flight hold (some 60,000 a batch of 5,000 rows).
+# times what a run's batches in flight hold (a prepared batch of 5,000 books is 5,000 of them,
+# counted; the writer makes a row, four attribute entries, an event and its payload, and a
+# result for each book: some 40,000 a batch).
 COLLECT_AFTER = 500_000
 
 
