@@ -433,6 +433,12 @@ INSERT_COLUMNS = (
 )
 
 
+# What an update of an offer writes: everything but its identity and when it was created.
+UPDATE_COLUMNS = tuple(
+    c for c in INSERT_COLUMNS if c not in ("pk", "id", "supplier_id", "sku", "created_at")
+)
+
+
 async def offer_keys(conn: AsyncConnection, count: int) -> list[int]:
     """Primary keys for `count` new offers, ascending. Chosen before the insert, so nothing is
     looked up after it (on PostgreSQL the rows go by COPY; on SQLite, RETURNING with ordered
@@ -455,30 +461,7 @@ async def insert_offers(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) 
 _UPDATE = (
     offers.update()
     .where(offers.c.pk == sa.bindparam("b_pk", type_=offers.c.pk.type))
-    .values(
-        {
-            name: sa.bindparam(name, type_=offers.c[name].type)
-            for name in (
-                "category_id",
-                "title",
-                "description",
-                "attributes",
-                "price_amount",
-                "currency",
-                "quantity",
-                "status",
-                "live",
-                "gtin",
-                "product_id",
-                "source",
-                "content_hash",
-                "version",
-                "search_title",
-                "search_body",
-                "updated_at",
-            )
-        }
-    )
+    .values({name: sa.bindparam(name, type_=offers.c[name].type) for name in UPDATE_COLUMNS})
 )
 
 

@@ -78,19 +78,6 @@ _inserts: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
 COPY_FROM = 50  # rows: below this, COPY's setup costs more than it saves
 
 
-async def insert_many(
-    conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]
-) -> None:
-    """INSERT every row (all rows have the same keys); see `insert_values`."""
-    if rows:
-        columns = tuple(rows[0])
-        get = operator.itemgetter(*columns)
-        values = (
-            [get(row) for row in rows] if len(columns) > 1 else [(row[columns[0]],) for row in rows]
-        )
-        await insert_values(conn, table, columns, values)
-
-
 async def insert_values(
     conn: AsyncConnection,
     table: sa.Table,

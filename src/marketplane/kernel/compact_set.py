@@ -26,50 +26,41 @@ class CompactIntSet:
         if value == EMPTY:
             return self._holds_empty
         slots = self._slots
-        mask = len(slots) - 1
-        at = value & mask
-        while True:
-            found = slots[at]
-            if found == value:
-                return True
-            if found == EMPTY:
-                return False
-            at = (at + 1) & mask
+        return slots[_slot(slots, value)] == value
 
     def __len__(self) -> int:
         return self._filled + self._holds_empty
 
     def update(self, values: Iterable[int]) -> None:
         slots = self._slots
-        mask = len(slots) - 1
         for value in values:
             if value == EMPTY:
                 self._holds_empty = True
                 continue
-            at = value & mask
-            while True:
-                found = slots[at]
-                if found == value:
-                    break
-                if found == EMPTY:
-                    slots[at] = value
-                    self._filled += 1
-                    if 2 * self._filled > mask:
-                        self._grow()
-                        slots = self._slots
-                        mask = len(slots) - 1
-                    break
-                at = (at + 1) & mask
+            at = _slot(slots, value)
+            if slots[at] == EMPTY:
+                slots[at] = value
+                self._filled += 1
+                if 2 * self._filled >= len(slots):  # half full
+                    self._grow()
+                    slots = self._slots
 
     def _grow(self) -> None:
         """Twice the slots, each value placed again."""
-        old = self._slots
-        slots = array("q", [EMPTY]) * (2 * len(old))
-        mask = len(slots) - 1
-        for value in old:
+        slots = array("q", [EMPTY]) * (2 * len(self._slots))
+        for value in self._slots:
             if value != EMPTY:
-                at = value & mask
-                while slots[at] != EMPTY:
-                    at = (at + 1) & mask
-                slots[at] = value
+                slots[_slot(slots, value)] = value
         self._slots = slots
+
+
+def _slot(slots: array[int], value: int) -> int:
+    """Where `value` is in `slots`, or the empty slot where it would go (linear probing from
+    its hash; the length of `slots` is a power of two)."""
+    mask = len(slots) - 1
+    at = value & mask
+    while True:
+        found = slots[at]
+        if found in (value, EMPTY):
+            return at
+        at = (at + 1) & mask
